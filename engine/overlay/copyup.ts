@@ -1,0 +1,51 @@
+import type { InodeRecord } from '../store/records.js'
+import { fsError } from '../errors.js'
+import { isDirType, type OvlNode } from './node.js'
+import { nodeInode } from './namei.js'
+import type { Overlay } from './overlay.js'
+
+/** xattrs the overlay keeps for itself never travel with a copy-up. */
+const isOverlayPrivate = (name: string): boolean => name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.')
+
+/**
+ * The upper copy of a lower inode. A metadata write: a regular file's new record points at the
+ * lower file's chunks, so no data moves; a dir starts empty and keeps merging with its lower dir.
+ */
+export function copyUpRecord(rec: InodeRecord, keepXattr?: (name: string) => boolean): InodeRecord {
+  const up: InodeRecord = { ...rec }
+  if (rec.xattrs) {
+    const kept = Object.entries(rec.xattrs).filter(([k]) => !isOverlayPrivate(k) && (keepXattr?.(k) ?? true))
+    up.xattrs = kept.length > 0 ? Object.fromEntries(kept) : undefined
+  }
+  if (isDirType((rec.mode & 0o170000) >> 12)) {
+    delete up.opaque
+    delete up.redirect
+  }
+  delete up.origin
+  return up
+}
+
+/**
+ * Copies a node (and first its parents) up into the upper layer, each step one atomic batch, as
+ * the kernel copies up through its work dir. Afterwards `node.upper` is set.
+ */
+export async function copyUp(ov: Overlay, node: OvlNode, syscall: string): Promise<void> {
+  if (node.upper) return
+  const upper = ov.writable(syscall, node.path)
+  if (!node.parent) throw fsError('EIO', syscall, node.path, 'root of an active snapshot is always upper')
+  await copyUp(ov, node.parent, syscall)
+  // A hard link whose inode went up through another name: only the name is missing.
+  const already = isDirType(node.type) ? undefined : await upper.inode(node.ino)
+  const txn = ov.env.db.txn()
+  if (!already) {
+    const live = ov.live.get(node.ino)
+    const rec = live ? await live.current() : await nodeInode(ov.ctx, node)
+    const up = copyUpRecord(rec, ov.env.copyUpXattr)
+    if (node.lower?.layer !== undefined) up.copiedFrom = node.lower.layer
+    upper.putInode(txn, node.ino, up)
+    if (live) live.movedUp(up)
+  }
+  upper.putEntry(txn, node.parent.ino, node.name, [node.ino, node.type])
+  await txn.commit()
+  node.upper = true
+}

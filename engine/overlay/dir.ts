@@ -1,0 +1,231 @@
+import type { InodeRecord } from '../store/records.js'
+import { WHITEOUT, nowTimespec } from '../store/records.js'
+import type { Creds } from '../types.js'
+import { fsError } from '../errors.js'
+import { T, isDirType, typeOf, type OvlNode } from './node.js'
+import { lookupChild, lowerPositive } from './namei.js'
+import { checkSticky } from './permission.js'
+import { copyUp } from './copyup.js'
+import { isEmptyDir } from './readdir.js'
+import { createsRedirects, makeRedirect } from './redirect.js'
+import { checkDirWrite, newInodeRecord, touchDir, writeInode } from './update.js'
+import type { Overlay } from './overlay.js'
+
+/**
+ * Operations on names (the kernel's fs/overlayfs/dir.c): create, link, unlink, rmdir, rename.
+ * Each takes the store's lock, copies up what it touches, and writes its change as one batch.
+ */
+
+export const RENAME_NOREPLACE = 1
+export const RENAME_EXCHANGE = 2
+
+/** Creates a new inode named `path`; the type and content come from `mode` and `extra`. */
+export async function createNode(ov: Overlay, creds: Creds, path: string, mode: number, syscall: string, extra: Partial<InodeRecord> = {}): Promise<OvlNode> {
+  return ov.env.lock.run(async () => {
+    const { dir, name } = await ov.resolveParent(path, creds, syscall)
+    const upper = ov.writable(syscall, path)
+    const found = await lookupChild(ov.ctx, dir, name)
+    if (found.node) throw fsError('EEXIST', syscall, path)
+    const dirRec = await ov.inodeOf(dir)
+    checkDirWrite(creds, dirRec, syscall, path)
+    await copyUp(ov, dir, syscall)
+    const ino = await ov.env.allocIno()
+    const rec = newInodeRecord(creds, dirRec, mode, extra)
+    const type = typeOf(mode)
+    // A dir made where a whiteout was hides whatever lower dir the whiteout hid.
+    if (isDirType(type) && found.whiteout) rec.opaque = true
+    const txn = ov.env.db.txn()
+    upper.putInode(txn, ino, rec)
+    upper.putEntry(txn, dir.ino, name, [ino, type])
+    touchDir(ov, txn, dir, await ov.inodeOf(dir), isDirType(type) ? 1 : 0)
+    await txn.commit()
+    return { name, path: dir.path === '/' ? `/${name}` : `${dir.path}/${name}`, parent: dir, ino, type, upper: true, opaque: rec.opaque === true }
+  })
+}
+
+export async function link(ov: Overlay, creds: Creds, existing: string, newPath: string): Promise<void> {
+  return ov.env.lock.run(async () => {
+    const src = await ov.resolve(existing, creds, 'link', false)
+    if (isDirType(src.type)) throw fsError('EPERM', 'link', existing)
+    const { dir, name } = await ov.resolveParent(newPath, creds, 'link')
+    const upper = ov.writable('link', newPath)
+    if ((await lookupChild(ov.ctx, dir, name)).node) throw fsError('EEXIST', 'link', newPath)
+    checkDirWrite(creds, await ov.inodeOf(dir), 'link', newPath)
+    const srcRec = await ov.inodeOf(src)
+    if (creds.uid !== 0 && creds.uid !== srcRec.uid) {
+      // protected_hardlinks: only the owner may link a file it cannot read and write
+      throw fsError('EPERM', 'link', existing)
+    }
+    await copyUp(ov, src, 'link')
+    await copyUp(ov, dir, 'link')
+    const rec = await ov.inodeOf(src)
+    const txn = ov.env.db.txn()
+    writeInode(ov, txn, src.ino, { ...rec, nlink: rec.nlink + 1, ctime: nowTimespec() })
+    upper.putEntry(txn, dir.ino, name, [src.ino, src.type])
+    touchDir(ov, txn, dir, await ov.inodeOf(dir))
+    await txn.commit()
+  })
+}
+
+/** Removes `node`'s name: drops the upper entry, and leaves a whiteout where a lower object is. */
+async function removeName(ov: Overlay, node: OvlNode, txn: import('../store/db.js').Txn): Promise<void> {
+  const upper = ov.upper!
+  const parent = node.parent!
+  if (await lowerPositive(ov.ctx, node)) upper.putEntry(txn, parent.ino, node.name, WHITEOUT)
+  else upper.delEntry(txn, parent.ino, node.name)
+}
+
+async function checkRemove(ov: Overlay, creds: Creds, dir: OvlNode, node: OvlNode, syscall: string, path: string): Promise<void> {
+  const dirRec = await ov.inodeOf(dir)
+  checkDirWrite(creds, dirRec, syscall, path)
+  checkSticky(creds, dirRec, await ov.inodeOf(node), syscall, path)
+}
+
+/** Drops one link of a non-dir inode; the record goes with the last one unless the file is open. */
+async function dropLink(ov: Overlay, node: OvlNode, txn: import('../store/db.js').Txn): Promise<void> {
+  const rec = await ov.inodeOf(node)
+  const upper = ov.upper!
+  const nlink = rec.nlink - 1
+  if (nlink > 0) {
+    writeInode(ov, txn, node.ino, { ...rec, nlink, ctime: nowTimespec() })
+  } else if (node.upper || (await upper.inode(node.ino))) {
+    upper.delInode(txn, node.ino)
+    ov.live.get(node.ino)?.unlinked()
+  }
+}
+
+export async function unlink(ov: Overlay, creds: Creds, path: string): Promise<void> {
+  return ov.env.lock.run(async () => {
+    const { dir, name } = await ov.resolveParent(path, creds, 'unlink')
+    ov.writable('unlink', path)
+    const node = (await lookupChild(ov.ctx, dir, name)).node
+    if (!node) throw fsError('ENOENT', 'unlink', path)
+    if (isDirType(node.type)) throw fsError('EISDIR', 'unlink', path)
+    await checkRemove(ov, creds, dir, node, 'unlink', path)
+    await copyUp(ov, dir, 'unlink')
+    const txn = ov.env.db.txn()
+    await dropLink(ov, node, txn)
+    await removeName(ov, node, txn)
+    touchDir(ov, txn, dir, await ov.inodeOf(dir))
+    await txn.commit()
+  })
+}
+
+/** Deletes the upper records of an (empty in the merged view) dir: its whiteouts and its inode. */
+async function dropUpperDir(ov: Overlay, node: OvlNode, txn: import('../store/db.js').Txn): Promise<void> {
+  if (!node.upper) return
+  const upper = ov.upper!
+  for (const [name] of await upper.entries(node.ino)) upper.delEntry(txn, node.ino, name)
+  upper.delInode(txn, node.ino)
+}
+
+export async function rmdir(ov: Overlay, creds: Creds, path: string): Promise<void> {
+  return ov.env.lock.run(async () => {
+    const { dir, name } = await ov.resolveParent(path, creds, 'rmdir')
+    ov.writable('rmdir', path)
+    const node = (await lookupChild(ov.ctx, dir, name)).node
+    if (!node) throw fsError('ENOENT', 'rmdir', path)
+    if (!isDirType(node.type)) throw fsError('ENOTDIR', 'rmdir', path)
+    await checkRemove(ov, creds, dir, node, 'rmdir', path)
+    if (!(await isEmptyDir(ov, node))) throw fsError('ENOTEMPTY', 'rmdir', path)
+    await copyUp(ov, dir, 'rmdir')
+    const txn = ov.env.db.txn()
+    await dropUpperDir(ov, node, txn)
+    await removeName(ov, node, txn)
+    touchDir(ov, txn, dir, await ov.inodeOf(dir), -1)
+    await txn.commit()
+  })
+}
+
+const isInside = (path: string, dir: string): boolean => dir === '/' || path === dir || path.startsWith(dir + '/')
+
+/**
+ * rename(2) with RENAME_NOREPLACE and RENAME_EXCHANGE. A dir that has a lower part moves by a
+ * redirect to where that part is (EXDEV when redirects are not created, as the kernel); a pure
+ * upper dir moved into a merged dir turns opaque so the new place's lower dir stays hidden.
+ */
+export async function rename(ov: Overlay, creds: Creds, from: string, to: string, flags = 0): Promise<void> {
+  return ov.env.lock.run(async () => {
+    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) || (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE)) {
+      throw fsError('EINVAL', 'rename', from, 'invalid flags', )
+    }
+    const exchange = (flags & RENAME_EXCHANGE) !== 0
+    const src = await ov.resolveParent(from, creds, 'rename')
+    const dst = await ov.resolveParent(to, creds, 'rename')
+    const upper = ov.writable('rename', from)
+    const s = (await lookupChild(ov.ctx, src.dir, src.name)).node
+    if (!s) throw fsError('ENOENT', 'rename', from)
+    const d = (await lookupChild(ov.ctx, dst.dir, dst.name)).node
+    if (flags & RENAME_NOREPLACE && d) throw fsError('EEXIST', 'rename', to)
+    if (exchange && !d) throw fsError('ENOENT', 'rename', to)
+    if (isDirType(s.type) && isInside(dst.dir.path === '/' ? `/${dst.name}` : `${dst.dir.path}/${dst.name}`, s.path)) throw fsError('EINVAL', 'rename', from)
+    if (exchange && d && isDirType(d.type) && isInside(s.path, d.path)) throw fsError('EINVAL', 'rename', to)
+    await checkRemove(ov, creds, src.dir, s, 'rename', from)
+    checkDirWrite(creds, await ov.inodeOf(dst.dir), 'rename', to)
+    if (d) await checkRemove(ov, creds, dst.dir, d, 'rename', to)
+    if (d && d.ino === s.ino && !isDirType(s.type)) return // two names of one inode: nothing to do
+    if (d && s.path === d.path) return
+    if (d && !exchange) {
+      if (isDirType(s.type) && !isDirType(d.type)) throw fsError('ENOTDIR', 'rename', to)
+      if (!isDirType(s.type) && isDirType(d.type)) throw fsError('EISDIR', 'rename', to)
+      if (isDirType(d.type) && !(await isEmptyDir(ov, d))) throw fsError('ENOTEMPTY', 'rename', to)
+    }
+    // Work out the redirect before changing anything, so a refusal changes nothing.
+    const redirectFor = (n: OvlNode, newParent: OvlNode): string | undefined | null => {
+      if (!isDirType(n.type) || !n.lower) return null
+      if (!createsRedirects(ov.ctx.redirect) || n.lowerPath === undefined) throw fsError('EXDEV', 'rename', from, undefined)
+      const r = makeRedirect(n.lowerPath, newParent.opaque ? undefined : newParent.lowerPath, ov.ctx.redirect)
+      if (r === undefined) throw fsError('EXDEV', 'rename', from, 'redirect longer than redirect_max')
+      return r
+    }
+    const sRedirect = redirectFor(s, dst.dir)
+    const dRedirect = exchange && d ? redirectFor(d, src.dir) : null
+    const srcLowerPositive = await lowerPositive(ov.ctx, s)
+
+    await copyUp(ov, src.dir, 'rename')
+    await copyUp(ov, dst.dir, 'rename')
+    // the parents may have changed from lower to upper: look the names up again
+    await copyUp(ov, s, 'rename')
+    if (exchange && d) await copyUp(ov, d, 'rename')
+
+    const txn = ov.env.db.txn()
+    const fixDir = async (n: OvlNode, redirect: string | undefined | null, newParent: OvlNode): Promise<void> => {
+      if (!isDirType(n.type)) return
+      const rec = await ov.inodeOf(n)
+      let next: InodeRecord | undefined
+      if (redirect !== null && redirect !== undefined) next = { ...rec, redirect }
+      else if (!n.lower && !n.opaque && newParent.lower && !newParent.opaque) next = { ...rec, opaque: true }
+      if (next) writeInode(ov, txn, n.ino, { ...next, ctime: nowTimespec() })
+    }
+    await fixDir(s, sRedirect, dst.dir)
+    if (exchange && d) {
+      await fixDir(d, dRedirect, src.dir)
+      upper.putEntry(txn, dst.dir.ino, dst.name, [s.ino, s.type])
+      upper.putEntry(txn, src.dir.ino, src.name, [d.ino, d.type])
+    } else {
+      if (d) {
+        if (isDirType(d.type)) await dropUpperDir(ov, d, txn)
+        else await dropLink(ov, d, txn)
+      }
+      upper.putEntry(txn, dst.dir.ino, dst.name, [s.ino, s.type])
+      if (srcLowerPositive) upper.putEntry(txn, src.dir.ino, src.name, WHITEOUT)
+      else upper.delEntry(txn, src.dir.ino, src.name)
+    }
+    const movesDir = isDirType(s.type) && src.dir.ino !== dst.dir.ino && !exchange
+    const replacedDir = d && !exchange && isDirType(d.type)
+    if (src.dir.ino === dst.dir.ino) {
+      touchDir(ov, txn, src.dir, await ov.inodeOf(src.dir), replacedDir ? -1 : 0)
+    } else {
+      touchDir(ov, txn, src.dir, await ov.inodeOf(src.dir), movesDir ? -1 : 0)
+      touchDir(ov, txn, dst.dir, await ov.inodeOf(dst.dir), movesDir && !replacedDir ? 1 : 0)
+    }
+    if (!isDirType(s.type)) {
+      const rec = await ov.inodeOf(s)
+      writeInode(ov, txn, s.ino, { ...rec, ctime: nowTimespec() })
+    }
+    await txn.commit()
+  })
+}
+
+export const typeFromMode = (mode: number): number => typeOf(mode)
+export { T }

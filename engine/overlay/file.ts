@@ -1,0 +1,148 @@
+import { constants } from 'node:fs'
+import type { Creds } from '../types.js'
+import { fsError } from '../errors.js'
+import { T, isDirType, type OvlNode } from './node.js'
+import { lookupChild } from './namei.js'
+import { MAY_READ, MAY_WRITE, checkAccess, killPriv } from './permission.js'
+import { copyUp } from './copyup.js'
+import { createNode } from './dir.js'
+import { LiveInode } from './live.js'
+import { Stats } from './stats.js'
+import type { Overlay } from './overlay.js'
+
+const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_DIRECTORY, O_NOFOLLOW } = constants
+const ACCMODE = 3
+
+const FLAG_STRINGS: Record<string, number> = {
+  r: O_RDONLY, rs: O_RDONLY, sr: O_RDONLY, 'r+': O_RDWR, 'rs+': O_RDWR, 'sr+': O_RDWR,
+  w: O_TRUNC | O_CREAT | O_WRONLY, wx: O_TRUNC | O_CREAT | O_WRONLY | O_EXCL, xw: O_TRUNC | O_CREAT | O_WRONLY | O_EXCL,
+  'w+': O_TRUNC | O_CREAT | O_RDWR, 'wx+': O_TRUNC | O_CREAT | O_RDWR | O_EXCL, 'xw+': O_TRUNC | O_CREAT | O_RDWR | O_EXCL,
+  a: O_APPEND | O_CREAT | O_WRONLY, ax: O_APPEND | O_CREAT | O_WRONLY | O_EXCL, xa: O_APPEND | O_CREAT | O_WRONLY | O_EXCL,
+  as: O_APPEND | O_CREAT | O_WRONLY, sa: O_APPEND | O_CREAT | O_WRONLY,
+  'a+': O_APPEND | O_CREAT | O_RDWR, 'ax+': O_APPEND | O_CREAT | O_RDWR | O_EXCL, 'xa+': O_APPEND | O_CREAT | O_RDWR | O_EXCL,
+  'as+': O_APPEND | O_CREAT | O_RDWR, 'sa+': O_APPEND | O_CREAT | O_RDWR,
+}
+
+export type OpenFlags = string | number
+
+export function parseFlags(flags: OpenFlags, path: string): number {
+  if (typeof flags === 'number') return flags
+  const f = FLAG_STRINGS[flags]
+  if (f === undefined) throw fsError('EINVAL', 'open', path, `unknown open flags '${flags}'`)
+  return f
+}
+
+/** An open file of a snapshot, like node's FileHandle. */
+export class FileHandle {
+  private closed = false
+  constructor(private readonly ov: Overlay, private readonly live: LiveInode, readonly flags: number, readonly path: string, private readonly creds: Creds, private readonly dev: number) {}
+
+  private check(syscall: string, write: boolean): void {
+    if (this.closed) throw fsError('EBADF', syscall, this.path)
+    const acc = this.flags & ACCMODE
+    if (write && acc === O_RDONLY) throw fsError('EBADF', syscall, this.path)
+    if (!write && acc === O_WRONLY) throw fsError('EBADF', syscall, this.path)
+  }
+
+  async read(buffer: Buffer, offset = 0, length = buffer.length - offset, position = 0): Promise<{ bytesRead: number; buffer: Buffer }> {
+    this.check('read', false)
+    if (offset < 0 || length < 0 || offset + length > buffer.length) throw fsError('EINVAL', 'read', this.path, 'buffer range out of bounds')
+    const bytesRead = await this.live.read(buffer, offset, length, position)
+    return { bytesRead, buffer }
+  }
+
+  async write(buffer: Uint8Array, offset = 0, length = buffer.length - offset, position?: number): Promise<{ bytesWritten: number; buffer: Uint8Array }> {
+    this.check('write', true)
+    if (offset < 0 || length < 0 || offset + length > buffer.length) throw fsError('EINVAL', 'write', this.path, 'buffer range out of bounds')
+    const pos = this.flags & O_APPEND || position === undefined ? (await this.live.current()).size : position
+    const rec = await this.live.current()
+    const mode = this.creds.uid !== 0 && rec.mode & 0o6000 ? killPriv(rec.mode) : undefined
+    await this.ov.env.lock.run(() => this.live.write(buffer.subarray(offset, offset + length), pos, mode))
+    return { bytesWritten: length, buffer }
+  }
+
+  async truncate(len = 0): Promise<void> {
+    this.check('ftruncate', true)
+    if (len < 0) throw fsError('EINVAL', 'ftruncate', this.path)
+    await this.ov.env.lock.run(() => this.live.truncate(len))
+  }
+
+  async sync(): Promise<void> {
+    if (this.closed) throw fsError('EBADF', 'fsync', this.path)
+    await this.ov.env.lock.run(() => this.live.flush())
+  }
+  datasync(): Promise<void> {
+    return this.sync()
+  }
+
+  async stat(): Promise<Stats> {
+    if (this.closed) throw fsError('EBADF', 'fstat', this.path)
+    const rec = await this.live.current()
+    return new Stats(this.dev, this.live.ino, rec, rec.nlink)
+  }
+
+  async readFile(): Promise<Buffer> {
+    const size = (await this.live.current()).size
+    const buf = Buffer.alloc(size)
+    await this.read(buf, 0, size, 0)
+    return buf
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.ov.env.lock.run(async () => {
+      await this.live.flush()
+      if (--this.live.opens === 0) this.ov.live.delete(this.live.ino)
+    })
+  }
+}
+
+/** open(2) on the merged view: creates, copies up for writing, truncates; checks permissions. */
+export async function openFile(ov: Overlay, creds: Creds, path: string, flagsIn: OpenFlags, mode: number, dev: number): Promise<FileHandle> {
+  const flags = parseFlags(flagsIn, path)
+  const acc = flags & ACCMODE
+  const wantsWrite = acc !== O_RDONLY || (flags & O_TRUNC) !== 0
+  let node: OvlNode | undefined
+  let created = false
+  if (flags & O_CREAT) {
+    const { dir, name } = await ov.resolveParent(path, creds, 'open')
+    let found = (await lookupChild(ov.ctx, dir, name)).node
+    if (found && flags & O_EXCL) throw fsError('EEXIST', 'open', path)
+    if (found && found.type === T.LNK && !(flags & O_NOFOLLOW)) found = await ov.resolve(path, creds, 'open', true).catch(() => undefined)
+    if (!found) {
+      try {
+        node = await createNode(ov, creds, path, (mode & 0o7777) | 0o100000, 'open')
+        created = true
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'EEXIST' || flags & O_EXCL) throw err
+        node = await ov.resolve(path, creds, 'open', true)
+      }
+    } else node = found
+  } else {
+    node = await ov.resolve(path, creds, 'open', !(flags & O_NOFOLLOW))
+  }
+  if (node.type === T.LNK) throw fsError('ELOOP', 'open', path)
+  if (isDirType(node.type)) throw fsError('EISDIR', 'open', path, 'directories are read with readdir')
+  if (flags & O_DIRECTORY) throw fsError('ENOTDIR', 'open', path)
+  if (!created) {
+    const rec = await ov.inodeOf(node)
+    checkAccess(creds, rec, (acc !== O_WRONLY ? MAY_READ : 0) | (wantsWrite ? MAY_WRITE : 0), 'open', path)
+  }
+  if (wantsWrite) ov.writable('open', path)
+  if (node.type !== T.REG) throw fsError('ENOTSUP', 'open', path, 'only regular files can be opened for data')
+  return ov.env.lock.run(async () => {
+    if (wantsWrite) await copyUp(ov, node!, 'open')
+    let live = ov.live.get(node!.ino)
+    if (!live) {
+      live = new LiveInode(ov, node!.ino, await ov.inodeOf(node!), node!.upper, node!.path)
+      ov.live.set(node!.ino, live)
+    }
+    live.opens++
+    if (flags & O_TRUNC && !created && (await live.current()).size > 0) {
+      await live.truncate(0)
+      await live.flush()
+    }
+    return new FileHandle(ov, live, flags, path, creds, dev)
+  })
+}

@@ -1,0 +1,83 @@
+import { FileContent } from '../store/filedata.js'
+import type { InodeRecord } from '../store/records.js'
+import { nowTimespec } from '../store/records.js'
+import type { Overlay } from './overlay.js'
+
+/** Unflushed data past this many bytes is written out even before close or sync. */
+const FLUSH_BYTES = 16 * 1024 * 1024
+
+/**
+ * An inode that is open in an overlay. All handles on the inode share it, so a handle opened
+ * before a copy-up reads what is written after it, and an unlinked file stays readable while open.
+ */
+export class LiveInode {
+  opens = 0
+  private content?: FileContent
+
+  constructor(private readonly ov: Overlay, readonly ino: number, private rec: InodeRecord, public inUpper: boolean, readonly path: string) {}
+
+  /** The record as the overlay shows it now, unflushed size and times included. */
+  async current(): Promise<InodeRecord> {
+    return this.content ? { ...this.rec, size: this.content.size } : this.rec
+  }
+
+  /** Attribute changes made through paths (chmod, utimes...) while the file is open. */
+  replaceRecord(rec: InodeRecord): void {
+    this.rec = { ...rec, size: this.content?.size ?? rec.size }
+  }
+
+  movedUp(rec: InodeRecord): void {
+    this.rec = { ...rec, size: this.content?.size ?? rec.size }
+    this.inUpper = true
+  }
+
+  private async data(): Promise<FileContent> {
+    if (!this.content) this.content = await FileContent.load(this.rec, this.ov.env.chunks, this.path)
+    return this.content
+  }
+
+  async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    return (await this.data()).read(buf, offset, length, position)
+  }
+
+  async write(data: Uint8Array, position: number, mode?: number): Promise<void> {
+    const c = await this.data()
+    await c.write(data, position)
+    const now = nowTimespec()
+    this.rec = { ...this.rec, size: c.size, mtime: now, ctime: now, mode: mode ?? this.rec.mode }
+    if (c.dirtyBytes > FLUSH_BYTES) await this.flush()
+  }
+
+  async truncate(size: number): Promise<void> {
+    const c = await this.data()
+    await c.truncate(size)
+    const now = nowTimespec()
+    this.rec = { ...this.rec, size, mtime: now, ctime: now }
+  }
+
+  get dirty(): boolean {
+    return this.content?.isChanged === true
+  }
+
+  /** Chunk refs of the data as last stored (gc keeps them while the file is open). */
+  storedRecord(): InodeRecord {
+    return this.rec
+  }
+
+  /** Writes unflushed data and attributes to the upper layer in one batch. */
+  async flush(): Promise<void> {
+    if (!this.inUpper || !this.ov.upper) return
+    if (this.rec.nlink === 0) return // unlinked: lives in memory until the last close
+    const c = this.content
+    if (!c || !c.isChanged) return
+    const txn = this.ov.env.db.txn()
+    const fields = await c.flush(txn)
+    this.rec = { ...this.rec, ...fields }
+    this.ov.upper.putInode(txn, this.ino, this.rec)
+    await txn.commit()
+  }
+
+  unlinked(): void {
+    this.rec = { ...this.rec, nlink: 0 }
+  }
+}

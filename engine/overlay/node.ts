@@ -1,0 +1,65 @@
+import type { InodeRecord } from '../store/records.js'
+import type { Txn } from '../store/db.js'
+
+/** File type nibbles (st_mode >> 12). */
+export const T = { FIFO: 1, CHR: 2, DIR: 4, BLK: 6, REG: 8, LNK: 10, SOCK: 12 } as const
+export const S_IFMT = 0o170000
+export const typeOf = (mode: number): number => (mode & S_IFMT) >> 12
+export const isDirType = (t: number): boolean => t === T.DIR
+
+/** An object of a read-only merged tree (what lies beneath an upper layer). */
+export interface LowerNode {
+  ino: number
+  type: number
+  /** The store layer holding the inode, where the tree knows it. */
+  layer?: string
+}
+
+/**
+ * A read-only merged tree: the stack beneath an upper layer. Store snapshots answer from their
+ * merged directory index (cost independent of the number of layers); other stacks may merge
+ * layer by layer with the same rules.
+ */
+export interface LowerTree {
+  readonly root: LowerNode
+  lookup(dir: LowerNode, name: string): Promise<LowerNode | undefined>
+  list(dir: LowerNode): Promise<Array<[string, LowerNode]>>
+  inode(node: LowerNode): Promise<InodeRecord>
+}
+
+/** The upper layer of an overlay: one layer's raw records, whiteouts and markers included. */
+export interface UpperLayer {
+  readonly id: string
+  /** The raw record of `name` in upper dir `dirIno`: [ino, type]; a whiteout is [0, 0]. */
+  entry(dirIno: number, name: string): Promise<[number, number] | undefined>
+  entries(dirIno: number): Promise<Array<[string, [number, number]]>>
+  inode(ino: number): Promise<InodeRecord | undefined>
+}
+
+/** An upper layer that takes writes; every write joins a transaction committed as one batch. */
+export interface UpperWriter extends UpperLayer {
+  putEntry(txn: Txn, dirIno: number, name: string, rec: [number, number]): void
+  delEntry(txn: Txn, dirIno: number, name: string): void
+  putInode(txn: Txn, ino: number, rec: InodeRecord): void
+  delInode(txn: Txn, ino: number): void
+}
+
+/** An object of the merged view, as found by one lookup. */
+export interface OvlNode {
+  name: string
+  /** Merged path from the root, '/' for the root. */
+  path: string
+  parent: OvlNode | null
+  ino: number
+  type: number
+  /** The name has an entry, and the inode a record, in the upper layer. */
+  upper: boolean
+  /** For a dir: the lower dir merged into it. For a non-dir not in the upper: the lower object. */
+  lower?: LowerNode
+  /** Where `lower` sits in the lower tree (dirs only); redirects are made from it. */
+  lowerPath?: string
+  /** The upper dir hides everything beneath it. */
+  opaque: boolean
+}
+
+export const joinPath = (dir: string, name: string): string => (dir === '/' ? `/${name}` : `${dir}/${name}`)

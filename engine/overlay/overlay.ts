@@ -1,0 +1,130 @@
+import type { Db } from '../store/db.js'
+import type { ChunkStore } from '../store/chunks.js'
+import type { InodeRecord } from '../store/records.js'
+import type { Creds } from '../types.js'
+import { fsError } from '../errors.js'
+import { T, isDirType, type LowerTree, type OvlNode, type UpperWriter } from './node.js'
+import { lookupChild, nodeInode, rootNode, type NameiContext } from './namei.js'
+import { MAY_EXEC, checkAccess } from './permission.js'
+import type { RedirectConfig } from './redirect.js'
+import type { Mutex } from './lock.js'
+import type { LiveInode } from './live.js'
+
+export const NAME_MAX = 255
+export const PATH_MAX = 4096
+const SYMLOOP_MAX = 40
+
+/** What an overlay needs from the store it lives in. */
+export interface OverlayEnv {
+  db: Db
+  chunks: ChunkStore
+  lock: Mutex
+  allocIno: () => Promise<number>
+  /** Called with the xattrs of an inode being copied up; returns those to keep (the copy-up xattr hook). */
+  copyUpXattr?: (name: string) => boolean
+}
+
+/**
+ * One merged view: an upper layer (absent for read-only views) over a lower tree. Holds the
+ * inodes open in it, so that every handle on an inode sees the same data across copy-up.
+ */
+export class Overlay {
+  readonly ctx: NameiContext
+
+  constructor(
+    readonly env: OverlayEnv,
+    readonly upper: (UpperWriter & { id: string }) | null,
+    lower: LowerTree,
+    redirect: RedirectConfig,
+    /** Why writes fail with EROFS, for the message. */
+    readonly readOnlyReason: string,
+    /** Open inodes, shared by every overlay of the same snapshot. */
+    readonly live: Map<number, LiveInode>,
+  ) {
+    this.ctx = { upper, lower, redirect }
+  }
+
+  get readOnly(): boolean {
+    return this.upper === null
+  }
+
+  writable(syscall: string, path: string): UpperWriter {
+    if (!this.upper) throw fsError('EROFS', syscall, path, `read-only file system (${this.readOnlyReason})`)
+    return this.upper
+  }
+
+  root(): OvlNode {
+    return rootNode(this.ctx)
+  }
+
+  /** The inode the node shows, with unflushed changes of open files. */
+  async inodeOf(node: OvlNode): Promise<InodeRecord> {
+    const live = this.live.get(node.ino)
+    if (live && !isDirType(node.type)) return live.current()
+    return nodeInode(this.ctx, node)
+  }
+
+  async lookup(parent: OvlNode, name: string): Promise<OvlNode | undefined> {
+    return (await lookupChild(this.ctx, parent, name)).node
+  }
+
+  /**
+   * Resolves a path as the kernel's path walk does: search permission on every directory passed,
+   * symlinks followed in the middle (and at the end when `follow`), '..' never above the root.
+   */
+  async resolve(path: string, creds: Creds, syscall: string, follow = true): Promise<OvlNode> {
+    return this.walk(splitPath(path, syscall), creds, syscall, follow, path)
+  }
+
+  /** The directory that holds the last component of `path`, and that name. */
+  async resolveParent(path: string, creds: Creds, syscall: string): Promise<{ dir: OvlNode; name: string }> {
+    const parts = splitPath(path, syscall)
+    const name = parts.pop()
+    if (name === undefined) throw fsError(syscall === 'rmdir' ? 'EBUSY' : 'EEXIST', syscall, path)
+    if (name === '.' || name === '..') throw fsError(syscall === 'rmdir' ? 'ENOTEMPTY' : 'EINVAL', syscall, path)
+    const dir = await this.walk(parts, creds, syscall, true, path)
+    if (!isDirType(dir.type)) throw fsError('ENOTDIR', syscall, path)
+    await this.checkDirSearch(dir, creds, syscall, path)
+    return { dir, name }
+  }
+
+  private async checkDirSearch(dir: OvlNode, creds: Creds, syscall: string, path: string): Promise<void> {
+    if (creds.uid !== 0) checkAccess(creds, await this.inodeOf(dir), MAY_EXEC, syscall, path)
+  }
+
+  private async walk(parts: string[], creds: Creds, syscall: string, followLast: boolean, path: string): Promise<OvlNode> {
+    let cur = this.root()
+    let links = 0
+    const queue = [...parts]
+    while (queue.length > 0) {
+      const name = queue.shift()!
+      if (!isDirType(cur.type)) throw fsError('ENOTDIR', syscall, path)
+      await this.checkDirSearch(cur, creds, syscall, path)
+      if (name === '.') continue
+      if (name === '..') { cur = cur.parent ?? cur; continue }
+      const child = await this.lookup(cur, name)
+      if (!child) throw fsError('ENOENT', syscall, path)
+      if (child.type === T.LNK && (queue.length > 0 || followLast)) {
+        if (++links > SYMLOOP_MAX) throw fsError('ELOOP', syscall, path)
+        const target = (await this.inodeOf(child)).target ?? ''
+        if (target === '') throw fsError('ENOENT', syscall, path)
+        if (target.startsWith('/')) cur = this.root()
+        queue.unshift(...target.split('/').filter((c) => c !== ''))
+        continue
+      }
+      cur = child
+    }
+    return cur
+  }
+}
+
+/** Splits a path into names; refuses empty paths, NULs and over-long names. */
+export function splitPath(path: string, syscall: string): string[] {
+  if (typeof path !== 'string') throw fsError('EINVAL', syscall, String(path), 'path must be a string')
+  if (path === '') throw fsError('ENOENT', syscall, path)
+  if (path.includes('\0')) throw fsError('EINVAL', syscall, path, 'path contains a NUL byte')
+  if (Buffer.byteLength(path) >= PATH_MAX) throw fsError('ENAMETOOLONG', syscall, path)
+  const parts = path.split('/').filter((c) => c !== '')
+  for (const p of parts) if (Buffer.byteLength(p) > NAME_MAX) throw fsError('ENAMETOOLONG', syscall, path)
+  return parts
+}

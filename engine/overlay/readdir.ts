@@ -1,0 +1,35 @@
+import type { OvlNode } from './node.js'
+import type { Overlay } from './overlay.js'
+import { isWhiteoutEntry } from './whiteout.js'
+
+export interface MergedEntry {
+  name: string
+  ino: number
+  type: number
+}
+
+/**
+ * The names of a merged directory: the upper dir's first, then the lower dir's that the upper
+ * neither has nor whites out; nothing from below an opaque dir. Callers keep the result for the
+ * life of an open directory handle, as the kernel caches it in the open file.
+ */
+export async function readMergedDir(ov: Overlay, dir: OvlNode): Promise<MergedEntry[]> {
+  const out: MergedEntry[] = []
+  const seen = new Set<string>()
+  if (dir.upper && ov.upper) {
+    for (const [name, e] of await ov.upper.entries(dir.ino)) {
+      seen.add(name)
+      if (!isWhiteoutEntry(e)) out.push({ name, ino: e[0], type: e[1] })
+    }
+  }
+  if (dir.lower && !dir.opaque) {
+    for (const [name, n] of await ov.ctx.lower.list(dir.lower)) {
+      if (!seen.has(name)) out.push({ name, ino: n.ino, type: n.type })
+    }
+  }
+  return out
+}
+
+export async function isEmptyDir(ov: Overlay, dir: OvlNode): Promise<boolean> {
+  return (await readMergedDir(ov, dir)).length === 0
+}

@@ -1,0 +1,339 @@
+import { homedir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { Db } from './store/db.js'
+import { ChunkStore, xxh64Hasher, type ChunkHasher } from './store/chunks.js'
+import { Counter } from './store/counters.js'
+import { StoreLayer } from './store/layer.js'
+import { layerKey, snapshotKey, SNAPSHOT_PREFIX, inodeKey } from './store/keys.js'
+import { decode } from './store/codec.js'
+import { ROOT_INO, nowTimespec, type InodeRecord, type LayerRecord, type SnapshotRecord } from './store/records.js'
+import { EmptyTree, IndexTree, buildIndex, newNodeCache, type NodeCache } from './store/mergeindex.js'
+import { Overlay } from './overlay/overlay.js'
+import type { LiveInode } from './overlay/live.js'
+import { Mutex } from './overlay/lock.js'
+import { redirectConfig } from './overlay/redirect.js'
+import { T, isDirType, type LowerTree } from './overlay/node.js'
+import { copyUpRecord } from './overlay/copyup.js'
+import { SnapshotFs } from './snapshotfs.js'
+import { fsError } from './errors.js'
+import { collectGarbage } from './store/gc.js'
+import { checkStore } from './store/fsck.js'
+import { layerUsage } from './store/usage.js'
+import type { FsOptions, FsckReport, GcReport, SnapshotInfo, SnapshotKind, Usage, WalkFilter, Creds } from './types.js'
+import { ROOT } from './types.js'
+
+export interface StoreOptions {
+  /** Store directory; default $STRATA_STORE, else ~/.local/share/strata. */
+  path?: string
+  /** Bytes of chunk data cached in memory, shared by every snapshot (default 256 MiB). */
+  cacheBytes?: number
+  /** Content hash for chunks; only tests replace it (to force collisions). */
+  chunkHasher?: ChunkHasher
+}
+
+export const defaultStorePath = (): string => process.env.STRATA_STORE || join(homedir(), '.local', 'share', 'strata')
+
+const MAX_KEY = 1024
+
+function checkKey(key: unknown, syscall: string): string {
+  if (typeof key !== 'string' || key === '') throw fsError('EINVAL', syscall, String(key), 'snapshot key must be a non-empty string')
+  if (key.includes('\0') || key.length > MAX_KEY) throw fsError('EINVAL', syscall, key, `snapshot key must be at most ${MAX_KEY} characters without NUL`)
+  return key
+}
+
+const info = (name: string, r: SnapshotRecord): SnapshotInfo => ({ name, kind: r.kind, parent: r.parent, labels: { ...r.labels }, created: r.created, updated: r.updated })
+
+/**
+ * A Strata store: one LevelDB directory holding chunks, layers, snapshots and their merged
+ * indexes. Open it once per process; a second process gets a clear error naming the holder.
+ */
+export class Store {
+  readonly db: Db
+  readonly chunks: ChunkStore
+  readonly lock = new Mutex()
+  readonly nodeCache: NodeCache = newNodeCache()
+  readonly dev: number
+  private readonly inos: Counter
+  private readonly layers: Counter
+  private readonly nodes: Counter
+  private readonly overlays = new Map<string, Overlay>()
+  private readonly liveTables = new Map<string, Map<number, LiveInode>>()
+  private closed = false
+
+  private constructor(db: Db, chunks: ChunkStore) {
+    this.db = db
+    this.chunks = chunks
+    this.inos = new Counter(db, 'ino', ROOT_INO + 1, 4096)
+    this.layers = new Counter(db, 'layer', 1, 64)
+    this.nodes = new Counter(db, 'node', 1, 4096)
+    this.dev = 0x5354 // 'ST'
+  }
+
+  static async open(opts: StoreOptions = {}): Promise<Store> {
+    const path = resolve(opts.path ?? defaultStorePath())
+    const db = await Db.open(path)
+    const chunks = new ChunkStore(db, opts.chunkHasher ?? (await xxh64Hasher()), opts.cacheBytes ?? 256 * 1024 * 1024)
+    return new Store(db, chunks)
+  }
+
+  get path(): string {
+    return this.db.dir
+  }
+
+  // ---- snapshot records ----
+
+  async record(key: string, syscall: string): Promise<SnapshotRecord> {
+    const r = await this.db.get<SnapshotRecord>(snapshotKey(checkKey(key, syscall)))
+    if (!r) throw fsError('ENOENT', syscall, key, `no snapshot '${key}'`)
+    return r
+  }
+
+  private async committedParent(parent: string | undefined, syscall: string): Promise<string> {
+    if (parent === undefined || parent === '') return ''
+    const r = await this.record(parent, syscall)
+    if (r.kind !== 'committed') throw fsError('EINVAL', syscall, parent, `parent '${parent}' is ${r.kind}; only committed snapshots can be parents`)
+    return parent
+  }
+
+  /** The merged tree of a committed snapshot ('' is the empty tree). */
+  async tree(name: string): Promise<LowerTree> {
+    if (name === '') return new EmptyTree()
+    const r = await this.record(name, 'lookup')
+    if (r.kind !== 'committed' || !r.index || !r.layer) throw fsError('EINVAL', 'lookup', name, `'${name}' is not committed`)
+    return new IndexTree(this.db, this.nodeCache, r.index, r.layer, r.links)
+  }
+
+  private async assertFree(key: string, syscall: string): Promise<void> {
+    if (await this.db.get(snapshotKey(checkKey(key, syscall)))) throw fsError('EEXIST', syscall, key, `snapshot '${key}' already exists`)
+  }
+
+  /** An active snapshot: the parent's tree with a new writable layer on top. */
+  async prepare(key: string, parent?: string, opts: { labels?: Record<string, string> } = {}): Promise<SnapshotInfo> {
+    this.assertOpen()
+    return this.lock.run(async () => {
+      await this.assertFree(key, 'prepare')
+      const p = await this.committedParent(parent, 'prepare')
+      const tree = await this.tree(p)
+      const layer = `l${(await this.layers.alloc()).toString(16)}`
+      const now = Date.now()
+      const rootRec: InodeRecord = p === ''
+        ? { mode: 0o40755, uid: 0, gid: 0, rdev: 0, size: 0, nlink: 2, atime: nowTimespec(), mtime: nowTimespec(), ctime: nowTimespec() }
+        : copyUpRecord(await tree.inode(tree.root))
+      const rec: SnapshotRecord = { kind: 'active', parent: p, layer, labels: checkLabels(opts.labels, 'prepare', key), created: now, updated: now }
+      const txn = this.db.txn()
+      txn.put(layerKey(layer), { sealed: false, created: now } satisfies LayerRecord)
+      txn.put(inodeKey(layer, ROOT_INO), rootRec)
+      txn.put(snapshotKey(key), rec)
+      await txn.commit(true)
+      return info(key, rec)
+    })
+  }
+
+  /** A read-only view of a committed snapshot's tree. */
+  async view(key: string, parent: string, opts: { labels?: Record<string, string> } = {}): Promise<SnapshotInfo> {
+    this.assertOpen()
+    return this.lock.run(async () => {
+      await this.assertFree(key, 'view')
+      const p = await this.committedParent(parent, 'view')
+      const now = Date.now()
+      const rec: SnapshotRecord = { kind: 'view', parent: p, labels: checkLabels(opts.labels, 'view', key), created: now, updated: now }
+      const txn = this.db.txn()
+      txn.put(snapshotKey(key), rec)
+      await txn.commit(true)
+      return info(key, rec)
+    })
+  }
+
+  /**
+   * Seals an active snapshot's layer as the committed snapshot `name` and removes `key`. Copies no
+   * data; builds the merged index from the parent's, touching only what the layer changed.
+   */
+  async commit(name: string, key: string, opts: { labels?: Record<string, string> } = {}): Promise<SnapshotInfo> {
+    this.assertOpen()
+    checkKey(name, 'commit')
+    const labels = checkLabels(opts.labels, 'commit', name)
+    return this.lock.run(async () => {
+      const r = await this.record(key, 'commit')
+      if (r.kind !== 'active' || !r.layer) throw fsError('EINVAL', 'commit', key, `'${key}' is ${r.kind}; only active snapshots can be committed`)
+      if (name !== key) await this.assertFree(name, 'commit')
+      const live = this.liveTables.get(key)
+      if (live && live.size > 0) throw fsError('EBUSY', 'commit', key, `'${key}' has ${live.size} open file(s); close them before committing`)
+      const layer = new StoreLayer(r.layer, this.db)
+      const parentTree = r.parent === '' ? undefined : ((await this.tree(r.parent)) as IndexTree)
+      const txn = this.db.txn()
+      const index = await buildIndex({ db: this.db, cache: this.nodeCache, txn, allocNodeId: async () => (await this.nodes.alloc()).toString(16) }, layer, parentTree)
+      const parentLinks = r.parent === '' ? {} : (await this.record(r.parent, 'commit')).links ?? {}
+      const links = { ...parentLinks }
+      for await (const [ino, rec] of layer.inodes()) if (rec.nlink > 1 && !isDirType((rec.mode >> 12) & 0xf)) links[ino] = r.layer
+      const now = Date.now()
+      const rec: SnapshotRecord = { kind: 'committed', parent: r.parent, layer: r.layer, index, labels: { ...r.labels, ...labels }, created: now, updated: now }
+      if (Object.keys(links).length > 0) rec.links = links
+      txn.put(layerKey(r.layer), { sealed: true, created: now } satisfies LayerRecord)
+      if (name !== key) txn.del(snapshotKey(key))
+      txn.put(snapshotKey(name), rec)
+      await txn.commit(true)
+      this.dropOverlay(key)
+      return info(name, rec)
+    })
+  }
+
+  /** Deletes a snapshot; refused while another snapshot has it as parent or files are open in it. */
+  async remove(key: string): Promise<void> {
+    this.assertOpen()
+    return this.lock.run(async () => {
+      const r = await this.record(key, 'remove')
+      for await (const [child, c] of this.records()) {
+        if (c.parent === key) throw fsError('EBUSY', 'remove', key, `snapshot '${key}' has child '${child}'; remove it first`)
+      }
+      const live = this.liveTables.get(key)
+      if (live && live.size > 0) throw fsError('EBUSY', 'remove', key, `'${key}' has open files`)
+      const txn = this.db.txn()
+      if (r.layer) {
+        await new StoreLayer(r.layer, this.db).destroy(txn)
+        txn.del(layerKey(r.layer))
+      }
+      txn.del(snapshotKey(key))
+      await txn.commit(true)
+      this.dropOverlay(key)
+    })
+  }
+
+  async stat(key: string): Promise<SnapshotInfo> {
+    return info(key, await this.record(key, 'stat'))
+  }
+
+  /** Replaces the labels of a snapshot (the only mutable field). */
+  async update(key: string, patch: { labels: Record<string, string> }): Promise<SnapshotInfo> {
+    this.assertOpen()
+    const labels = checkLabels(patch?.labels, 'update', key)
+    return this.lock.run(async () => {
+      const r = await this.record(key, 'update')
+      const next = { ...r, labels, updated: Date.now() }
+      const txn = this.db.txn()
+      txn.put(snapshotKey(key), next)
+      await txn.commit(true)
+      return info(key, next)
+    })
+  }
+
+  /** Size and entry count of the snapshot's own layer (not its parents'). */
+  async usage(key: string): Promise<Usage> {
+    const r = await this.record(key, 'usage')
+    if (!r.layer) return { size: 0, inodes: 0 }
+    return layerUsage(this.db, this.chunks, new StoreLayer(r.layer, this.db))
+  }
+
+  async *records(): AsyncGenerator<[string, SnapshotRecord]> {
+    for await (const [k, v] of this.db.scan(SNAPSHOT_PREFIX)) yield [k.slice(SNAPSHOT_PREFIX.length), decode<SnapshotRecord>(v)]
+  }
+
+  async *walk(filter: WalkFilter = {}): AsyncGenerator<SnapshotInfo> {
+    const [lk, lv] = filter.label === undefined ? [] : splitLabel(filter.label)
+    for await (const [name, r] of this.records()) {
+      if (filter.kind && r.kind !== filter.kind) continue
+      if (filter.parent !== undefined && r.parent !== filter.parent) continue
+      if (lk !== undefined && (r.labels[lk] === undefined || (lv !== undefined && r.labels[lk] !== lv))) continue
+      yield info(name, r)
+    }
+  }
+
+  // ---- file views ----
+
+  /**
+   * The merged tree of a snapshot as a POSIX-like filesystem, writable for active snapshots.
+   * The snapshot is opened on the first call, so a missing key fails there with ENOENT.
+   */
+  fs(key: string, opts: FsOptions = {}): SnapshotFs {
+    const creds = checkCreds(opts.creds ?? ROOT, key)
+    redirectConfig(opts)
+    return new SnapshotFs(() => this.overlayFor(key, opts), creds, this.dev)
+  }
+
+  private async overlayFor(key: string, opts: FsOptions): Promise<Overlay> {
+    this.assertOpen()
+    const cacheKey = `${key}\0${opts.redirectDir ?? 'on'}\0${opts.redirectMax ?? ''}`
+    let ov = this.overlays.get(cacheKey)
+    if (!ov) {
+      const r = await this.record(key, 'open')
+      const redirect = redirectConfig(opts)
+      let live = this.liveTables.get(key)
+      if (!live) this.liveTables.set(key, (live = new Map()))
+      const env = { db: this.db, chunks: this.chunks, lock: this.lock, allocIno: () => this.inos.alloc() }
+      if (r.kind === 'active') ov = new Overlay(env, new StoreLayer(r.layer!, this.db), await this.tree(r.parent), redirect, 'active', live)
+      else if (r.kind === 'view') ov = new Overlay(env, null, await this.tree(r.parent), redirect, `'${key}' is a view`, live)
+      else ov = new Overlay(env, null, await this.tree(key), redirect, `'${key}' is committed`, live)
+      this.overlays.set(cacheKey, ov)
+    }
+    return ov
+  }
+
+  private dropOverlay(key: string): void {
+    for (const k of [...this.overlays.keys()]) if (k.startsWith(`${key}\0`)) this.overlays.delete(k)
+    this.liveTables.delete(key)
+  }
+
+  /** Writes out unflushed data of every open file. */
+  async flushAll(): Promise<void> {
+    for (const live of this.liveTables.values()) for (const l of live.values()) await l.flush()
+  }
+
+  // ---- maintenance ----
+
+  async gc(): Promise<GcReport> {
+    this.assertOpen()
+    return this.lock.run(async () => {
+      await this.flushAll()
+      const openRecords = [...this.liveTables.values()].flatMap((m) => [...m.values()].map((l) => l.storedRecord()))
+      return collectGarbage(this.db, this.chunks, this.nodeCache, openRecords)
+    })
+  }
+
+  async fsck(opts: { verifyData?: boolean } = {}): Promise<FsckReport> {
+    this.assertOpen()
+    return this.lock.run(async () => {
+      await this.flushAll()
+      return checkStore(this.db, this.chunks, this.nodeCache, opts)
+    })
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    await this.lock.run(async () => {
+      await this.flushAll()
+      this.closed = true
+      await this.db.close()
+    })
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw fsError('EBADF', 'store', this.path, 'store is closed')
+  }
+
+  /** Allocates a fresh inode number (for importers). */
+  allocIno(): Promise<number> {
+    return this.inos.alloc()
+  }
+}
+
+function splitLabel(l: string): [string, string | undefined] {
+  const i = l.indexOf('=')
+  return i < 0 ? [l, undefined] : [l.slice(0, i), l.slice(i + 1)]
+}
+
+function checkLabels(labels: unknown, syscall: string, key: string): Record<string, string> {
+  if (labels === undefined) return {}
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw fsError('EINVAL', syscall, key, 'labels must be an object of strings')
+  for (const [k, v] of Object.entries(labels)) {
+    if (k === '' || typeof v !== 'string') throw fsError('EINVAL', syscall, key, `label '${k}' must have a non-empty name and a string value`)
+  }
+  return { ...(labels as Record<string, string>) }
+}
+
+function checkCreds(c: Creds, key: string): Creds {
+  const ok = (n: unknown): boolean => Number.isInteger(n) && (n as number) >= 0 && (n as number) < 2 ** 32
+  if (!ok(c.uid) || !ok(c.gid) || !(c.groups ?? []).every(ok)) throw fsError('EINVAL', 'open', key, 'creds need integer uid, gid and groups')
+  return { uid: c.uid, gid: c.gid, groups: [...(c.groups ?? [])] }
+}
+
+export type { SnapshotKind }
+export { T }

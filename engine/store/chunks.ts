@@ -1,0 +1,106 @@
+import xxhash from 'xxhash-wasm'
+import { LRUCache } from 'lru-cache'
+import type { Db, Txn } from './db.js'
+import { chunkKey } from './keys.js'
+import { fsError } from '../errors.js'
+
+/**
+ * File data is cut into fixed 64 KiB chunks (page aligned). 64 KiB was chosen by measurement
+ * (bench/chunk-size.ts, docs/format.md): smaller chunks cut copy-up growth but LevelDB ingest and
+ * per-chunk overhead fall off sharply below 64 KiB; larger ones grow every small write.
+ */
+export const CHUNK_SIZE = 64 * 1024
+
+/** A chunk ref: 8 bytes of xxh64 of the content, then 1 byte telling apart contents whose hashes collide. */
+export const REF_SIZE = 9
+/** A hole (all zeroes) is stored as no chunk at all. */
+export const HOLE_REF = Buffer.alloc(REF_SIZE, 0xff)
+const MAX_COLLISIONS = 254
+
+/** 8-byte content hash. Injectable so that tests can force collisions. */
+export type ChunkHasher = (data: Uint8Array) => Buffer
+
+let defaultHasher: ChunkHasher | undefined
+export async function xxh64Hasher(): Promise<ChunkHasher> {
+  if (!defaultHasher) {
+    const { h64Raw } = await xxhash()
+    defaultHasher = (data) => {
+      const out = Buffer.allocUnsafe(8)
+      out.writeBigUInt64BE(h64Raw(data))
+      return out
+    }
+  }
+  return defaultHasher
+}
+
+export const isHole = (ref: Uint8Array): boolean => Buffer.compare(ref, HOLE_REF) === 0
+export const refHex = (ref: Uint8Array): string => Buffer.from(ref.buffer, ref.byteOffset, ref.byteLength).toString('hex')
+
+/**
+ * Content-addressed chunks, shared by every layer and snapshot and cached once per store
+ * (the engine's page cache). A put never trusts the hash alone: an existing chunk with the same
+ * hash is compared byte for byte, and a different content gets the next collision slot.
+ */
+export class ChunkStore {
+  private readonly cache: LRUCache<string, Buffer>
+
+  constructor(private readonly db: Db, private readonly hasher: ChunkHasher, cacheBytes: number) {
+    this.cache = new LRUCache<string, Buffer>({ maxSize: Math.max(cacheBytes, CHUNK_SIZE), sizeCalculation: (b) => b.length || 1 })
+  }
+
+  async get(ref: Uint8Array, path?: string): Promise<Buffer> {
+    const hex = refHex(ref)
+    const hit = this.cache.get(hex)
+    if (hit) return hit
+    const data = await this.db.getRaw(chunkKey(hex))
+    if (data === undefined) throw fsError('EIO', 'read', path, `chunk ${hex} is missing from the store`)
+    this.cache.set(hex, data)
+    return data
+  }
+
+  async getMany(refs: Uint8Array[], path?: string): Promise<Buffer[]> {
+    const out: (Buffer | undefined)[] = refs.map((r) => this.cache.get(refHex(r)))
+    const missing = out.flatMap((b, i) => (b === undefined ? [i] : []))
+    if (missing.length > 0) {
+      const got = await this.db.getManyRaw(missing.map((i) => chunkKey(refHex(refs[i]))))
+      missing.forEach((i, j) => {
+        const data = got[j]
+        if (data === undefined) throw fsError('EIO', 'read', path, `chunk ${refHex(refs[i])} is missing from the store`)
+        this.cache.set(refHex(refs[i]), data)
+        out[i] = data
+      })
+    }
+    return out as Buffer[]
+  }
+
+  /** Stores `data` (deduplicated) within `txn` and returns its ref. */
+  async put(data: Buffer, txn: Txn): Promise<Buffer> {
+    const hash = this.hasher(data)
+    const ref = Buffer.allocUnsafe(REF_SIZE)
+    hash.copy(ref, 0, 0, 8)
+    for (let slot = 0; slot <= MAX_COLLISIONS; slot++) {
+      ref[8] = slot
+      const hex = ref.toString('hex')
+      const key = chunkKey(hex)
+      let existing: Buffer | null | undefined = this.cache.get(hex) ?? txn.pending(key)
+      if (existing === undefined) existing = (await this.db.getRaw(key)) ?? null
+      if (existing === null) {
+        // Not cached until read back from the db: a txn that is never committed must not leave a
+        // cached chunk that later puts would dedup against.
+        txn.putRaw(key, Buffer.from(data))
+        return Buffer.from(ref)
+      }
+      if (existing.equals(data)) return Buffer.from(ref)
+    }
+    throw fsError('EIO', 'write', undefined, `more than ${MAX_COLLISIONS} distinct chunks share hash ${hash.toString('hex')}`)
+  }
+
+  /** Drops a chunk from the cache (after gc removed it). */
+  forget(hex: string): void {
+    this.cache.delete(hex)
+  }
+
+  hash(data: Uint8Array): Buffer {
+    return this.hasher(data)
+  }
+}

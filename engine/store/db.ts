@@ -1,0 +1,152 @@
+import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { Level as LevelDB } from 'level'
+import { decode, encode } from './codec.js'
+import { FORMAT_KEY, prefixRange } from './keys.js'
+import { StoreError, isCode } from '../errors.js'
+
+export const FORMAT_VERSION = 1
+const HOLDER_FILE = 'HOLDER'
+
+type Level = LevelDB<string, Buffer>
+
+/**
+ * The LevelDB of one store. Writes go through `Txn`s, each one atomic LevelDB batch: a crash
+ * keeps all of an operation or none of it.
+ */
+export class Db {
+  private constructor(readonly dir: string, private readonly level: Level) {}
+
+  static async open(dir: string): Promise<Db> {
+    mkdirSync(dir, { recursive: true })
+    const level: Level = new LevelDB<string, Buffer>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' })
+    try {
+      await level.open()
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause
+      if (isCode(err, 'LEVEL_LOCKED') || isCode(cause, 'LEVEL_LOCKED')) throw new StoreError('EBUSY', lockedMessage(dir))
+      throw new StoreError('EIO', `cannot open store ${dir}: ${(cause as Error | undefined)?.message ?? (err as Error).message}`)
+    }
+    const db = new Db(dir, level)
+    try {
+      await db.checkFormat()
+    } catch (err) {
+      await level.close()
+      throw err
+    }
+    writeFileSync(join(dir, HOLDER_FILE), JSON.stringify({ pid: process.pid, command: process.argv.slice(1).join(' '), since: new Date().toISOString() }))
+    return db
+  }
+
+  private async checkFormat(): Promise<void> {
+    const raw = await this.level.get(FORMAT_KEY)
+    if (raw === undefined) {
+      const any = await this.level.keys({ limit: 1 }).all()
+      if (any.length > 0) throw new StoreError('EFORMAT', `store ${this.dir} has data but no format record; not a Strata store`)
+      await this.level.put(FORMAT_KEY, encode({ format: FORMAT_VERSION }), { sync: true })
+      return
+    }
+    const { format } = decode<{ format: number }>(raw)
+    if (format !== FORMAT_VERSION) {
+      throw new StoreError('EFORMAT', `store ${this.dir} has format version ${format}; this Strata reads version ${FORMAT_VERSION}`)
+    }
+  }
+
+  async close(): Promise<void> {
+    try { rmSync(join(this.dir, HOLDER_FILE), { force: true }) } catch { /* best effort */ }
+    await this.level.close()
+  }
+
+  async getRaw(key: string): Promise<Buffer | undefined> {
+    return (await this.level.get(key)) ?? undefined
+  }
+
+  async get<T>(key: string): Promise<T | undefined> {
+    const raw = await this.level.get(key)
+    return raw === undefined ? undefined : decode<T>(raw)
+  }
+
+  async getManyRaw(keys: string[]): Promise<(Buffer | undefined)[]> {
+    if (keys.length === 0) return []
+    return (await this.level.getMany(keys)).map((v) => v ?? undefined)
+  }
+
+  /** All [key, value] pairs under a prefix, read in batches. */
+  async *scan(prefix: string, opts: { keysOnly?: boolean } = {}): AsyncGenerator<[string, Buffer]> {
+    const it = this.level.iterator({ ...prefixRange(prefix), values: !opts.keysOnly })
+    try {
+      for (;;) {
+        const batch = await it.nextv(1000)
+        if (batch.length === 0) return
+        for (const [k, v] of batch) yield [k, v as Buffer]
+      }
+    } finally {
+      await it.close()
+    }
+  }
+
+  async *scanKeys(prefix: string): AsyncGenerator<string> {
+    const it = this.level.keys(prefixRange(prefix))
+    try {
+      for (;;) {
+        const batch = await it.nextv(1000)
+        if (batch.length === 0) return
+        yield* batch
+      }
+    } finally {
+      await it.close()
+    }
+  }
+
+  async hasPrefix(prefix: string): Promise<boolean> {
+    const keys = await this.level.keys({ ...prefixRange(prefix), limit: 1 }).all()
+    return keys.length > 0
+  }
+
+  txn(): Txn {
+    return new Txn(this.level)
+  }
+}
+
+function lockedMessage(dir: string): string {
+  try {
+    const h = JSON.parse(readFileSync(join(dir, HOLDER_FILE), 'utf8')) as { pid: number; command: string; since: string }
+    return `store ${dir} is in use by process ${h.pid} (${h.command}) since ${h.since}; stop it or use another --store`
+  } catch {
+    return `store ${dir} is in use by another process; stop it or use another --store`
+  }
+}
+
+/** A set of writes applied as one atomic batch; reads of keys it wrote see the new values. */
+export class Txn {
+  private readonly ops = new Map<string, Buffer | null>()
+  constructor(private readonly level: Level) {}
+
+  put(key: string, value: unknown): void {
+    this.ops.set(key, encode(value))
+  }
+  putRaw(key: string, value: Buffer): void {
+    this.ops.set(key, value)
+  }
+  del(key: string): void {
+    this.ops.set(key, null)
+  }
+  /** The value this txn will write (null: deleted), or undefined when it does not touch the key. */
+  pending(key: string): Buffer | null | undefined {
+    return this.ops.get(key)
+  }
+  get size(): number {
+    return this.ops.size
+  }
+
+  async commit(sync = false): Promise<void> {
+    if (this.ops.size === 0) return
+    const batch = this.level.batch()
+    for (const [k, v] of this.ops) {
+      if (v === null) batch.del(k)
+      else batch.put(k, v)
+    }
+    this.ops.clear()
+    await batch.write({ sync })
+  }
+}

@@ -1,0 +1,200 @@
+import type { Txn } from './db.js'
+import { CHUNK_SIZE, HOLE_REF, REF_SIZE, isHole, type ChunkStore } from './chunks.js'
+import type { InodeRecord } from './records.js'
+
+/** Files up to this size keep their bytes in the inode record. */
+export const INLINE_MAX = 4096
+/** Chunk refs held directly in a record; longer lists go into pages of this many refs, each a chunk. */
+export const PAGE_REFS = 1024
+
+const ZERO = Buffer.alloc(CHUNK_SIZE)
+const isZero = (b: Buffer): boolean => b.equals(ZERO.subarray(0, b.length))
+
+export type DataFields = Pick<InodeRecord, 'size' | 'inline' | 'chunks' | 'pages'>
+
+/** The chunk refs of a file's data, resolving pages. */
+export async function loadRefs(rec: DataFields, chunks: ChunkStore, path?: string): Promise<Buffer> {
+  if (rec.chunks) return Buffer.from(rec.chunks)
+  if (!rec.pages) return Buffer.alloc(0)
+  const pageRefs: Buffer[] = []
+  for (let off = 0; off < rec.pages.length; off += REF_SIZE) pageRefs.push(rec.pages.subarray(off, off + REF_SIZE))
+  return Buffer.concat(await chunks.getMany(pageRefs, path))
+}
+
+/**
+ * The content of one regular file while it is open or being written: chunk refs plus chunks
+ * changed in memory. Writes touch only the chunks they cover, so copy-up of a huge file followed
+ * by a small write stores one new chunk (and one page of refs).
+ */
+export class FileContent {
+  size: number
+  private refs: Buffer
+  private readonly dirty = new Map<number, Buffer>()
+  private changed = false
+
+  private constructor(size: number, refs: Buffer, private readonly chunks: ChunkStore, private readonly path?: string) {
+    this.size = size
+    this.refs = refs
+  }
+
+  static async load(rec: DataFields, chunks: ChunkStore, path?: string): Promise<FileContent> {
+    const fc = new FileContent(rec.size, await loadRefs(rec, chunks, path), chunks, path)
+    if (rec.inline && rec.inline.length > 0) fc.dirty.set(0, Buffer.from(rec.inline))
+    return fc
+  }
+
+  static empty(chunks: ChunkStore): FileContent {
+    return new FileContent(0, Buffer.alloc(0), chunks)
+  }
+
+  get isChanged(): boolean {
+    return this.changed
+  }
+  get dirtyBytes(): number {
+    let n = 0
+    for (const b of this.dirty.values()) n += b.length
+    return n
+  }
+
+  private refAt(idx: number): Buffer | undefined {
+    const off = idx * REF_SIZE
+    return off + REF_SIZE <= this.refs.length ? this.refs.subarray(off, off + REF_SIZE) : undefined
+  }
+
+  /** Chunk `idx` as currently seen; may be shorter than CHUNK_SIZE (the rest reads as zeroes). */
+  private async chunk(idx: number): Promise<Buffer> {
+    const d = this.dirty.get(idx)
+    if (d) return d
+    const ref = this.refAt(idx)
+    if (!ref || isHole(ref)) return ZERO.subarray(0, 0)
+    return this.chunks.get(ref, this.path)
+  }
+
+  async read(target: Buffer, targetOffset: number, length: number, position: number): Promise<number> {
+    const end = Math.min(this.size, position + length)
+    if (end <= position) return 0
+    const first = Math.floor(position / CHUNK_SIZE)
+    const last = Math.floor((end - 1) / CHUNK_SIZE)
+    const stored: number[] = []
+    for (let i = first; i <= last; i++) if (!this.dirty.has(i)) { const r = this.refAt(i); if (r && !isHole(r)) stored.push(i) }
+    const fetched = new Map<number, Buffer>()
+    if (stored.length > 1) {
+      const bufs = await this.chunks.getMany(stored.map((i) => this.refAt(i)!), this.path)
+      stored.forEach((i, j) => fetched.set(i, bufs[j]))
+    }
+    let done = 0
+    for (let i = first; i <= last; i++) {
+      const data = fetched.get(i) ?? (await this.chunk(i))
+      const chunkStart = i * CHUNK_SIZE
+      const from = Math.max(position, chunkStart) - chunkStart
+      const to = Math.min(end, chunkStart + CHUNK_SIZE) - chunkStart
+      const out = targetOffset + done
+      const avail = Math.max(0, Math.min(to, data.length) - from)
+      if (avail > 0) data.copy(target, out, from, from + avail)
+      if (to - from > avail) target.fill(0, out + avail, out + (to - from))
+      done += to - from
+    }
+    return done
+  }
+
+  async write(data: Uint8Array, position: number): Promise<void> {
+    if (data.length === 0) return
+    const end = position + data.length
+    let src = 0
+    for (let i = Math.floor(position / CHUNK_SIZE); i * CHUNK_SIZE < end; i++) {
+      const chunkStart = i * CHUNK_SIZE
+      const from = Math.max(position, chunkStart) - chunkStart
+      const to = Math.min(end, chunkStart + CHUNK_SIZE) - chunkStart
+      const keepTo = Math.min(CHUNK_SIZE, Math.max(0, this.size - chunkStart))
+      let buf: Buffer
+      if (from === 0 && to >= keepTo) {
+        buf = Buffer.alloc(to)
+      } else {
+        const old = await this.chunk(i)
+        buf = Buffer.alloc(Math.max(to, Math.min(old.length, keepTo)))
+        old.copy(buf, 0, 0, Math.min(old.length, keepTo))
+      }
+      buf.set(data.subarray(src, src + (to - from)), from)
+      src += to - from
+      this.dirty.set(i, buf)
+    }
+    if (end > this.size) this.extendTo(end)
+    this.changed = true
+  }
+
+  async truncate(size: number): Promise<void> {
+    if (size === this.size) return
+    if (size > this.size) {
+      this.extendTo(size)
+    } else {
+      const keep = Math.ceil(size / CHUNK_SIZE)
+      for (const idx of [...this.dirty.keys()]) if (idx >= keep) this.dirty.delete(idx)
+      this.refs = this.refs.subarray(0, Math.min(this.refs.length, keep * REF_SIZE))
+      const tail = size % CHUNK_SIZE
+      if (tail !== 0) {
+        const last = keep - 1
+        const old = await this.chunk(last)
+        if (old.length > tail) this.dirty.set(last, Buffer.from(old.subarray(0, tail)))
+      }
+      this.size = size
+    }
+    this.changed = true
+  }
+
+  private extendTo(size: number): void {
+    // The old last chunk may be stored short; the bytes past its end already read as zeroes.
+    const need = Math.ceil(size / CHUNK_SIZE) * REF_SIZE
+    if (this.refs.length < need) {
+      const grown = Buffer.alloc(need, 0xff)
+      this.refs.copy(grown)
+      this.refs = grown
+    }
+    this.size = size
+  }
+
+  /** Stores the changed chunks within `txn` and returns the data fields of the inode record. */
+  async flush(txn: Txn): Promise<DataFields> {
+    if (this.size <= INLINE_MAX) {
+      const inline = Buffer.alloc(this.size)
+      await this.read(inline, 0, this.size, 0)
+      this.refs = Buffer.alloc(0)
+      this.dirty.clear()
+      if (this.size > 0) this.dirty.set(0, inline)
+      this.changed = false
+      return { size: this.size, inline, chunks: undefined, pages: undefined }
+    }
+    const n = Math.ceil(this.size / CHUNK_SIZE)
+    if (this.refs.length !== n * REF_SIZE) {
+      const r = Buffer.alloc(n * REF_SIZE, 0xff)
+      this.refs.copy(r, 0, 0, Math.min(r.length, this.refs.length))
+      this.refs = r
+    }
+    for (const [idx, buf] of this.dirty) {
+      if (idx >= n) continue
+      const len = Math.min(CHUNK_SIZE, this.size - idx * CHUNK_SIZE)
+      const body = buf.length > len ? buf.subarray(0, len) : buf
+      const ref = isZero(body) ? HOLE_REF : await this.chunks.put(body, txn)
+      ref.copy(this.refs, idx * REF_SIZE)
+    }
+    this.dirty.clear()
+    this.changed = false
+    if (n <= PAGE_REFS) return { size: this.size, inline: undefined, chunks: Buffer.from(this.refs), pages: undefined }
+    const pages: Buffer[] = []
+    for (let off = 0; off < this.refs.length; off += PAGE_REFS * REF_SIZE) {
+      pages.push(await this.chunks.put(this.refs.subarray(off, off + PAGE_REFS * REF_SIZE), txn))
+    }
+    return { size: this.size, inline: undefined, chunks: undefined, pages: Buffer.concat(pages) }
+  }
+}
+
+/** Every chunk ref a record's data uses, pages included (for gc and fsck). */
+export async function referencedChunks(rec: DataFields, chunks: ChunkStore): Promise<Buffer[]> {
+  const out: Buffer[] = []
+  if (rec.pages) for (let off = 0; off < rec.pages.length; off += REF_SIZE) out.push(rec.pages.subarray(off, off + REF_SIZE))
+  const refs = await loadRefs(rec, chunks)
+  for (let off = 0; off < refs.length; off += REF_SIZE) {
+    const r = refs.subarray(off, off + REF_SIZE)
+    if (!isHole(r)) out.push(r)
+  }
+  return out
+}

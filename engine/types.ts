@@ -1,0 +1,102 @@
+/**
+ * Public types of the Strata storage engine.
+ *
+ * Lifecycle (the same model as containerd's Snapshotter, which users of layered stores know):
+ *
+ *   - A *committed* snapshot is immutable. It is the only kind that can be a parent. It is made by
+ *     `commit(name, key)` of an active snapshot, or directly by `snapshotDir` / layer import.
+ *   - An *active* snapshot (`prepare(key, parent?)`) is the parent's tree plus a writable upper layer.
+ *     Every change made through `store.fs(key)` lands in that upper layer with overlayfs semantics:
+ *     copy-up on first modification, whiteouts for removals, opaque dirs, redirects for dir renames.
+ *   - A *view* (`view(key, parent)`) is a read-only handle on a committed snapshot's tree; writes give EROFS.
+ *   - `commit(name, key)` seals the active snapshot's upper layer under a new committed name and removes
+ *     the active key. It copies no file data: the layer's records become immutable where they are.
+ *   - `remove(key)` deletes a snapshot of any kind, refused while other snapshots name it as parent.
+ *     Chunks and index nodes it alone used are reclaimed by `gc()`.
+ *
+ * Keys of every kind share one namespace. A parent of `""` (or none) is the empty tree.
+ */
+
+export type SnapshotKind = 'active' | 'view' | 'committed'
+
+export interface SnapshotInfo {
+  /** Key (active/view) or name (committed). */
+  name: string
+  kind: SnapshotKind
+  /** Name of the committed parent, or '' for the empty tree. */
+  parent: string
+  labels: Record<string, string>
+  /** Milliseconds since the epoch. */
+  created: number
+  updated: number
+}
+
+export interface Usage {
+  /** Bytes of file data held by this snapshot's own layer (not its parents'). */
+  size: number
+  /** Entries (names, including whiteouts) in this snapshot's own layer. */
+  inodes: number
+}
+
+export interface WalkFilter {
+  kind?: SnapshotKind
+  parent?: string
+  /** `key` or `key=value`. */
+  label?: string
+}
+
+/** Caller's credentials; every fs call is checked with them, as the kernel checks the task's creds. */
+export interface Creds {
+  uid: number
+  gid: number
+  groups?: number[]
+}
+
+export const ROOT: Creds = Object.freeze({ uid: 0, gid: 0, groups: [] as number[] })
+
+/** How directory redirects are handled, as the kernel's `redirect_dir=` mount option. */
+export type RedirectPolicy = 'on' | 'follow' | 'nofollow' | 'off'
+
+export interface OverlayOptions {
+  /** Default 'on'. With 'off' or 'nofollow' redirects are neither created nor followed. */
+  redirectDir?: RedirectPolicy
+  /** Longest redirect path accepted, in bytes (kernel default 256). */
+  redirectMax?: number
+}
+
+export interface FsOptions extends OverlayOptions {
+  creds?: Creds
+}
+
+export type DiffKind = 'added' | 'modified' | 'deleted'
+export interface DiffEntry {
+  kind: DiffKind
+  path: string
+}
+
+export interface FsckReport {
+  ok: boolean
+  problems: string[]
+  checked: { snapshots: number; layers: number; inodes: number; chunks: number; nodes: number }
+}
+
+export interface GcReport {
+  chunksRemoved: number
+  bytesRemoved: number
+  nodesRemoved: number
+  layersRemoved: number
+}
+
+/** Progress callback for long operations (snapshot, checkout, gc). */
+export type ProgressFn = (done: number, total: number | undefined, what: string) => void
+
+export interface SnapshotDirOptions extends OverlayOptions {
+  name: string
+  parent?: string
+  labels?: Record<string, string>
+  progress?: ProgressFn
+}
+
+export interface CheckoutOptions {
+  progress?: ProgressFn
+}
