@@ -49,10 +49,14 @@ export class SnapshotFs {
   private opened?: Promise<Overlay>
   constructor(private readonly openOverlay: () => Promise<Overlay>, readonly creds: Creds, private readonly dev: number) {}
 
-  private ov(): Promise<Overlay> {
+  /** The overlay of the snapshot, opened again if it was committed or removed since. */
+  private async ov(): Promise<Overlay> {
     this.opened ??= this.openOverlay()
     this.opened.catch(() => { this.opened = undefined })
-    return this.opened
+    const ov = await this.opened
+    if (!ov.retired) return ov
+    this.opened = undefined
+    return this.ov()
   }
 
   private async statNode(path: string, follow: boolean, syscall: string): Promise<Stats> {

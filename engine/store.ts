@@ -268,7 +268,11 @@ export class Store {
   }
 
   private dropOverlay(key: string): void {
-    for (const k of [...this.overlays.keys()]) if (k.startsWith(`${key}\0`)) this.overlays.delete(k)
+    for (const [k, ov] of [...this.overlays]) {
+      if (!k.startsWith(`${key}\0`)) continue
+      ov.retired = true
+      this.overlays.delete(k)
+    }
     this.liveTables.delete(key)
   }
 

@@ -44,6 +44,9 @@ export class Overlay {
     this.ctx = { upper, lower, redirect }
   }
 
+  /** Set when the snapshot was committed or removed: holders must open it again. */
+  retired = false
+
   get readOnly(): boolean {
     return this.upper === null
   }
