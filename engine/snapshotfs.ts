@@ -136,7 +136,8 @@ export class SnapshotFs {
 
   async mkdir(path: string, opts: number | { mode?: number; recursive?: boolean } = {}): Promise<string | undefined> {
     const o = typeof opts === 'number' ? { mode: opts } : opts
-    const mode = ((o.mode ?? 0o777) & 0o7777) | 0o040000
+    // as vfs_mkdir: only permission and sticky bits are taken (setgid comes from the parent alone)
+    const mode = ((o.mode ?? 0o777) & 0o1777) | 0o040000
     if (!o.recursive) {
       await createNode(await this.ov(), this.creds, path, mode, 'mkdir')
       return undefined

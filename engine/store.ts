@@ -19,6 +19,10 @@ import { fsError } from './errors.js'
 import { collectGarbage } from './store/gc.js'
 import { checkStore } from './store/fsck.js'
 import { layerUsage } from './store/usage.js'
+import { snapshotDir } from './importdir.js'
+import { checkout } from './checkout.js'
+import { diff } from './diff.js'
+import type { CheckoutOptions, DiffEntry, SnapshotDirOptions } from './types.js'
 import type { FsOptions, FsckReport, GcReport, SnapshotInfo, SnapshotKind, Usage, WalkFilter, Creds } from './types.js'
 import { ROOT } from './types.js'
 
@@ -164,7 +168,17 @@ export class Store {
       const index = await buildIndex({ db: this.db, cache: this.nodeCache, txn, allocNodeId: async () => (await this.nodes.alloc()).toString(16) }, layer, parentTree)
       const parentLinks = r.parent === '' ? {} : (await this.record(r.parent, 'commit')).links ?? {}
       const links = { ...parentLinks }
-      for await (const [ino, rec] of layer.inodes()) if (rec.nlink > 1 && !isDirType((rec.mode >> 12) & 0xf)) links[ino] = r.layer
+      // Names of a hard-linked inode may stay in lower layers while its record moves up: every
+      // record of such an inode here is the newest, and so is one that none of its names is in
+      // this layer (its other names were unlinked here, leaving a single lower name).
+      const unnamed = new Set<number>()
+      for await (const [ino, rec] of layer.inodes()) {
+        if (isDirType((rec.mode >> 12) & 0xf)) continue
+        if (rec.nlink > 1 || ino in links) links[ino] = r.layer
+        else unnamed.add(ino)
+      }
+      if (unnamed.size > 0) for await (const [, , e] of layer.allEntries()) unnamed.delete(e[0])
+      for (const ino of unnamed) links[ino] = r.layer
       const now = Date.now()
       const rec: SnapshotRecord = { kind: 'committed', parent: r.parent, layer: r.layer, index, labels: { ...r.labels, ...labels }, created: now, updated: now }
       if (Object.keys(links).length > 0) rec.links = links
@@ -205,7 +219,8 @@ export class Store {
   /** Replaces the labels of a snapshot (the only mutable field). */
   async update(key: string, patch: { labels: Record<string, string> }): Promise<SnapshotInfo> {
     this.assertOpen()
-    const labels = checkLabels(patch?.labels, 'update', key)
+    if (typeof patch !== 'object' || patch === null || patch.labels === undefined) throw fsError('EINVAL', 'update', key, 'update needs { labels }')
+    const labels = checkLabels(patch.labels, 'update', key)
     return this.lock.run(async () => {
       const r = await this.record(key, 'update')
       const next = { ...r, labels, updated: Date.now() }
@@ -245,7 +260,7 @@ export class Store {
    */
   fs(key: string, opts: FsOptions = {}): SnapshotFs {
     const creds = checkCreds(opts.creds ?? ROOT, key)
-    redirectConfig(opts)
+    redirectConfig(opts, key)
     return new SnapshotFs(() => this.overlayFor(key, opts), creds, this.dev)
   }
 
@@ -281,6 +296,26 @@ export class Store {
     for (const live of this.liveTables.values()) for (const l of live.values()) await l.flush()
   }
 
+  // ---- host directories ----
+
+  /** Imports a host directory as committed snapshot `opts.name`, storing only what differs from `opts.parent`. */
+  async snapshotDir(dir: string, opts: SnapshotDirOptions): Promise<SnapshotInfo> {
+    this.assertOpen()
+    return snapshotDir(this, dir, opts)
+  }
+
+  /** Writes the merged tree of snapshot `key` (any kind) into a new or empty host directory. */
+  async checkout(key: string, dir: string, opts: CheckoutOptions = {}): Promise<void> {
+    this.assertOpen()
+    return checkout(this, key, dir, opts)
+  }
+
+  /** Paths added, modified and deleted from the tree of `a` to that of `b` ('' is the empty tree), sorted by path. */
+  async diff(a: string, b: string): Promise<DiffEntry[]> {
+    this.assertOpen()
+    return diff(this, a, b)
+  }
+
   // ---- maintenance ----
 
   async gc(): Promise<GcReport> {
@@ -296,7 +331,7 @@ export class Store {
     this.assertOpen()
     return this.lock.run(async () => {
       await this.flushAll()
-      return checkStore(this.db, this.chunks, this.nodeCache, opts)
+      return checkStore(this.db, this.chunks, opts)
     })
   }
 
@@ -335,7 +370,8 @@ function checkLabels(labels: unknown, syscall: string, key: string): Record<stri
 
 function checkCreds(c: Creds, key: string): Creds {
   const ok = (n: unknown): boolean => Number.isInteger(n) && (n as number) >= 0 && (n as number) < 2 ** 32
-  if (!ok(c.uid) || !ok(c.gid) || !(c.groups ?? []).every(ok)) throw fsError('EINVAL', 'open', key, 'creds need integer uid, gid and groups')
+  const groups: unknown = c.groups ?? []
+  if (!ok(c.uid) || !ok(c.gid) || !Array.isArray(groups) || !groups.every(ok)) throw fsError('EINVAL', 'open', key, 'creds need integer uid, gid and groups')
   return { uid: c.uid, gid: c.gid, groups: [...(c.groups ?? [])] }
 }
 

@@ -33,8 +33,10 @@ export function progressBar(json: boolean): Progress {
       bar.start(total ?? 0, done, payload)
       return
     }
-    if (total !== undefined && !totalKnown) totalKnown = true
-    if (total !== undefined) bar.setTotal(total)
+    if (total !== undefined) {
+      totalKnown = true
+      bar.setTotal(total)
+    }
     bar.update(done, payload)
   }
 

@@ -4,8 +4,11 @@ import { isDirType, type OvlNode } from './node.js'
 import { nodeInode } from './namei.js'
 import type { Overlay } from './overlay.js'
 
-/** xattrs the overlay keeps for itself never travel with a copy-up. */
-const isOverlayPrivate = (name: string): boolean => name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.')
+/**
+ * xattrs the overlay keeps for itself never travel with a copy-up. Only trusted.overlay.* is
+ * reserved (as the kernel's overlay without userxattr): user.overlay.* is callers' data like any user.*.
+ */
+const isOverlayPrivate = (name: string): boolean => name.startsWith('trusted.overlay.')
 
 /**
  * The upper copy of a lower inode. A metadata write: a regular file's new record points at the
@@ -44,6 +47,11 @@ export async function copyUp(ov: Overlay, node: OvlNode, syscall: string): Promi
     if (node.lower?.layer !== undefined) up.copiedFrom = node.lower.layer
     upper.putInode(txn, node.ino, up)
     if (live) live.movedUp(up)
+  } else {
+    // The inode went up through another name (or an unlink of one) while open from below here:
+    // its open copy must now flush to the upper record, or later writes would be lost.
+    const live = ov.live.get(node.ino)
+    if (live && !live.inUpper) live.movedUp(await live.current())
   }
   upper.putEntry(txn, node.parent.ino, node.name, [node.ino, node.type])
   await txn.commit()

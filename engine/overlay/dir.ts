@@ -1,11 +1,11 @@
 import type { InodeRecord } from '../store/records.js'
 import { WHITEOUT, nowTimespec } from '../store/records.js'
 import type { Creds } from '../types.js'
-import { fsError } from '../errors.js'
-import { T, isDirType, typeOf, type OvlNode } from './node.js'
+import { fsError, isCode } from '../errors.js'
+import { T, isDirType, joinPath, typeOf, type OvlNode } from './node.js'
 import { lookupChild, lowerPositive } from './namei.js'
 import { checkSticky } from './permission.js'
-import { copyUp } from './copyup.js'
+import { copyUp, copyUpRecord } from './copyup.js'
 import { isEmptyDir } from './readdir.js'
 import { createsRedirects, makeRedirect } from './redirect.js'
 import { checkDirWrite, newInodeRecord, touchDir, writeInode } from './update.js'
@@ -46,10 +46,11 @@ export async function createNode(ov: Overlay, creds: Creds, path: string, mode: 
 export async function link(ov: Overlay, creds: Creds, existing: string, newPath: string): Promise<void> {
   return ov.env.lock.run(async () => {
     const src = await ov.resolve(existing, creds, 'link', false)
-    if (isDirType(src.type)) throw fsError('EPERM', 'link', existing)
     const { dir, name } = await ov.resolveParent(newPath, creds, 'link')
     const upper = ov.writable('link', newPath)
     if ((await lookupChild(ov.ctx, dir, name)).node) throw fsError('EEXIST', 'link', newPath)
+    // after the new name's checks, as linkat(2) answers
+    if (isDirType(src.type)) throw fsError('EPERM', 'link', existing)
     checkDirWrite(creds, await ov.inodeOf(dir), 'link', newPath)
     const srcRec = await ov.inodeOf(src)
     if (creds.uid !== 0 && creds.uid !== srcRec.uid) {
@@ -87,7 +88,11 @@ async function dropLink(ov: Overlay, node: OvlNode, txn: import('../store/db.js'
   const upper = ov.upper!
   const nlink = rec.nlink - 1
   if (nlink > 0) {
-    writeInode(ov, txn, node.ino, { ...rec, nlink, ctime: nowTimespec() })
+    // A lower inode's first upper record is its copy-up, even when it comes from an unlink, so
+    // that usage and gc know which of its chunks the upper layer did not add.
+    const copied = node.upper || (await upper.inode(node.ino)) !== undefined
+    const base = copied ? rec : { ...copyUpRecord(rec, ov.env.copyUpXattr), copiedFrom: node.lower?.layer }
+    writeInode(ov, txn, node.ino, { ...base, nlink, ctime: nowTimespec() })
   } else if (node.upper || (await upper.inode(node.ino))) {
     upper.delInode(txn, node.ino)
     ov.live.get(node.ino)?.unlinked()
@@ -151,15 +156,21 @@ export async function rename(ov: Overlay, creds: Creds, from: string, to: string
     }
     const exchange = (flags & RENAME_EXCHANGE) !== 0
     const src = await ov.resolveParent(from, creds, 'rename')
-    const dst = await ov.resolveParent(to, creds, 'rename')
+    const dst = await ov.resolveParent(to, creds, 'rename').catch((err: unknown) => {
+      // onto the root itself: EBUSY, except that NOREPLACE answers that the target exists
+      throw isCode(err, 'EBUSY') && flags & RENAME_NOREPLACE ? fsError('EEXIST', 'rename', to) : err
+    })
     const upper = ov.writable('rename', from)
     const s = (await lookupChild(ov.ctx, src.dir, src.name)).node
     if (!s) throw fsError('ENOENT', 'rename', from)
     const d = (await lookupChild(ov.ctx, dst.dir, dst.name)).node
     if (flags & RENAME_NOREPLACE && d) throw fsError('EEXIST', 'rename', to)
     if (exchange && !d) throw fsError('ENOENT', 'rename', to)
-    if (isDirType(s.type) && isInside(dst.dir.path === '/' ? `/${dst.name}` : `${dst.dir.path}/${dst.name}`, s.path)) throw fsError('EINVAL', 'rename', from)
-    if (exchange && d && isDirType(d.type) && isInside(s.path, d.path)) throw fsError('EINVAL', 'rename', to)
+    // As lock_rename's trap: a dir may not move below itself, nor a target be an ancestor of the
+    // source (ENOTEMPTY, or EINVAL for an exchange); a rename onto the same name is no error.
+    const dstPath = joinPath(dst.dir.path, dst.name)
+    if (isDirType(s.type) && dstPath !== s.path && isInside(dstPath, s.path)) throw fsError('EINVAL', 'rename', from)
+    if (d && isDirType(d.type) && d.path !== s.path && isInside(s.path, d.path)) throw fsError(exchange ? 'EINVAL' : 'ENOTEMPTY', 'rename', to)
     await checkRemove(ov, creds, src.dir, s, 'rename', from)
     checkDirWrite(creds, await ov.inodeOf(dst.dir), 'rename', to)
     if (d) await checkRemove(ov, creds, dst.dir, d, 'rename', to)
@@ -211,13 +222,16 @@ export async function rename(ov: Overlay, creds: Creds, from: string, to: string
       if (srcLowerPositive) upper.putEntry(txn, src.dir.ino, src.name, WHITEOUT)
       else upper.delEntry(txn, src.dir.ino, src.name)
     }
-    const movesDir = isDirType(s.type) && src.dir.ino !== dst.dir.ino && !exchange
-    const replacedDir = d && !exchange && isDirType(d.type)
+    // Each parent's link count follows the subdirs it loses and gains (an exchange of a dir with a
+    // non-dir moves a subdir from one parent to the other).
+    const dirs = (n: OvlNode | undefined): number => (n && isDirType(n.type) ? 1 : 0)
+    const srcDelta = exchange ? dirs(d) - dirs(s) : -dirs(s)
+    const dstDelta = dirs(s) - dirs(d)
     if (src.dir.ino === dst.dir.ino) {
-      touchDir(ov, txn, src.dir, await ov.inodeOf(src.dir), replacedDir ? -1 : 0)
+      touchDir(ov, txn, src.dir, await ov.inodeOf(src.dir), srcDelta + dstDelta)
     } else {
-      touchDir(ov, txn, src.dir, await ov.inodeOf(src.dir), movesDir ? -1 : 0)
-      touchDir(ov, txn, dst.dir, await ov.inodeOf(dst.dir), movesDir && !replacedDir ? 1 : 0)
+      touchDir(ov, txn, src.dir, await ov.inodeOf(src.dir), srcDelta)
+      touchDir(ov, txn, dst.dir, await ov.inodeOf(dst.dir), dstDelta)
     }
     if (!isDirType(s.type)) {
       const rec = await ov.inodeOf(s)

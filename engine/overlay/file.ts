@@ -1,14 +1,14 @@
 import { constants } from 'node:fs'
 import type { Creds } from '../types.js'
 import { fsError } from '../errors.js'
-import { T, isDirType, type OvlNode } from './node.js'
+import { T, isDirType, joinPath, type OvlNode } from './node.js'
 import { lookupChild } from './namei.js'
 import { MAY_READ, MAY_WRITE, checkAccess, killPriv } from './permission.js'
 import { copyUp } from './copyup.js'
 import { createNode } from './dir.js'
 import { LiveInode } from './live.js'
 import { Stats } from './stats.js'
-import type { Overlay } from './overlay.js'
+import { SYMLOOP_MAX, type Overlay } from './overlay.js'
 
 const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_DIRECTORY, O_NOFOLLOW } = constants
 const ACCMODE = 3
@@ -54,10 +54,13 @@ export class FileHandle {
   async write(buffer: Uint8Array, offset = 0, length = buffer.length - offset, position?: number): Promise<{ bytesWritten: number; buffer: Uint8Array }> {
     this.check('write', true)
     if (offset < 0 || length < 0 || offset + length > buffer.length) throw fsError('EINVAL', 'write', this.path, 'buffer range out of bounds')
-    const pos = this.flags & O_APPEND || position === undefined ? (await this.live.current()).size : position
-    const rec = await this.live.current()
-    const mode = this.creds.uid !== 0 && rec.mode & 0o6000 ? killPriv(rec.mode) : undefined
-    await this.ov.env.lock.run(() => this.live.write(buffer.subarray(offset, offset + length), pos, mode))
+    await this.ov.env.lock.run(async () => {
+      // The end of the file is read under the lock, so concurrent appends never overlap.
+      const rec = await this.live.current()
+      const pos = this.flags & O_APPEND || position === undefined ? rec.size : position
+      const mode = this.creds.uid !== 0 && rec.mode & 0o6000 ? killPriv(rec.mode) : undefined
+      await this.live.write(buffer.subarray(offset, offset + length), pos, mode)
+    })
     return { bytesWritten: length, buffer }
   }
 
@@ -106,13 +109,26 @@ export async function openFile(ov: Overlay, creds: Creds, path: string, flagsIn:
   let node: OvlNode | undefined
   let created = false
   if (flags & O_CREAT) {
-    const { dir, name } = await ov.resolveParent(path, creds, 'open')
+    let { dir, name } = await ov.resolveParent(path, creds, 'open')
     let found = (await lookupChild(ov.ctx, dir, name)).node
     if (found && flags & O_EXCL) throw fsError('EEXIST', 'open', path)
-    if (found && found.type === T.LNK && !(flags & O_NOFOLLOW)) found = await ov.resolve(path, creds, 'open', true).catch(() => undefined)
+    // Through a final symlink, as the kernel: a dangling one creates the file it names.
+    let createAt = path
+    for (let links = 0; found && found.type === T.LNK && !(flags & O_NOFOLLOW);) {
+      if (++links > SYMLOOP_MAX) throw fsError('ELOOP', 'open', path)
+      const target = (await ov.inodeOf(found)).target ?? ''
+      createAt = target.startsWith('/') ? target : joinPath(dir.path, target)
+      const last = createAt.split('/').filter((c) => c !== '').pop()
+      if (last === undefined || last === '.' || last === '..') {
+        found = await ov.resolve(createAt, creds, 'open', true)
+        break
+      }
+      ;({ dir, name } = await ov.resolveParent(createAt, creds, 'open'))
+      found = (await lookupChild(ov.ctx, dir, name)).node
+    }
     if (!found) {
       try {
-        node = await createNode(ov, creds, path, (mode & 0o7777) | 0o100000, 'open')
+        node = await createNode(ov, creds, createAt, (mode & 0o7777) | 0o100000, 'open')
         created = true
       } catch (err) {
         if ((err as { code?: string }).code !== 'EEXIST' || flags & O_EXCL) throw err

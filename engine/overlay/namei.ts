@@ -52,6 +52,11 @@ export async function lookupChild(ctx: NameiContext, parent: OvlNode, name: stri
     node.opaque = true
     return { node, whiteout: false }
   }
+  if (rec.redirect !== undefined && !followsRedirects(ctx.redirect) && (rec.redirect.startsWith('/') || (parent.lower && !parent.opaque))) {
+    // As the kernel: a redirect that may not be followed fails the lookup rather than merging the
+    // dir with whatever lower dir happens to have its new name.
+    throw fsError('EPERM', 'lookup', path, `refusing to follow redirect '${rec.redirect}' (redirect_dir=${ctx.redirect.policy})`)
+  }
   const found = rec.redirect !== undefined && followsRedirects(ctx.redirect)
     ? await followRedirect(ctx, parent, rec.redirect, path)
     : { lower: await lowerOf(), lowerPath: parent.lowerPath === undefined ? undefined : joinPath(parent.lowerPath, name) }

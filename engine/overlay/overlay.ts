@@ -2,7 +2,7 @@ import type { Db } from '../store/db.js'
 import type { ChunkStore } from '../store/chunks.js'
 import type { InodeRecord } from '../store/records.js'
 import type { Creds } from '../types.js'
-import { fsError } from '../errors.js'
+import { fsError, type ErrnoCode } from '../errors.js'
 import { T, isDirType, type LowerTree, type OvlNode, type UpperWriter } from './node.js'
 import { lookupChild, nodeInode, rootNode, type NameiContext } from './namei.js'
 import { MAY_EXEC, checkAccess } from './permission.js'
@@ -12,7 +12,9 @@ import type { LiveInode } from './live.js'
 
 export const NAME_MAX = 255
 export const PATH_MAX = 4096
-const SYMLOOP_MAX = 40
+export const SYMLOOP_MAX = 40
+/** What the kernel answers when the name to create, remove or rename is the root itself (EEXIST otherwise). */
+const ROOT_AS_LAST: Partial<Record<string, ErrnoCode>> = { rmdir: 'EBUSY', rename: 'EBUSY', unlink: 'EISDIR', open: 'EISDIR' }
 
 /** What an overlay needs from the store it lives in. */
 export interface OverlayEnv {
@@ -83,7 +85,7 @@ export class Overlay {
   async resolveParent(path: string, creds: Creds, syscall: string): Promise<{ dir: OvlNode; name: string }> {
     const parts = splitPath(path, syscall)
     const name = parts.pop()
-    if (name === undefined) throw fsError(syscall === 'rmdir' ? 'EBUSY' : 'EEXIST', syscall, path)
+    if (name === undefined) throw fsError(ROOT_AS_LAST[syscall] ?? 'EEXIST', syscall, path)
     if (name === '.' || name === '..') throw fsError(syscall === 'rmdir' ? 'ENOTEMPTY' : 'EINVAL', syscall, path)
     const dir = await this.walk(parts, creds, syscall, true, path)
     if (!isDirType(dir.type)) throw fsError('ENOTDIR', syscall, path)

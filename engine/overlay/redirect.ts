@@ -11,11 +11,12 @@ export interface RedirectConfig {
   alwaysFollow: boolean
 }
 
-export function redirectConfig(opts: OverlayOptions & { redirectAlwaysFollow?: boolean } = {}): RedirectConfig {
+/** `where` names what the options are for (a snapshot key), for the error message. */
+export function redirectConfig(opts: OverlayOptions & { redirectAlwaysFollow?: boolean } = {}, where?: string): RedirectConfig {
   const policy = opts.redirectDir ?? 'on'
-  if (!['on', 'follow', 'nofollow', 'off'].includes(policy)) throw fsError('EINVAL', 'mount', undefined, `redirect_dir must be on, follow, nofollow or off, not '${policy}'`)
+  if (!['on', 'follow', 'nofollow', 'off'].includes(policy)) throw fsError('EINVAL', 'mount', where, `redirect_dir must be on, follow, nofollow or off, not '${policy}'`)
   const max = opts.redirectMax ?? DEFAULT_REDIRECT_MAX
-  if (!Number.isInteger(max) || max < 1) throw fsError('EINVAL', 'mount', undefined, `redirect_max must be a positive integer, not '${max}'`)
+  if (!Number.isInteger(max) || max < 1) throw fsError('EINVAL', 'mount', where, `redirect_max must be a positive integer, not '${max}'`)
   return { policy, max, alwaysFollow: opts.redirectAlwaysFollow ?? false }
 }
 
@@ -38,7 +39,8 @@ export type ParsedRedirect = { absolute: true; components: string[] } | { absolu
  * so a redirect can only name something inside the stack.
  */
 export function parseRedirect(value: string, c: RedirectConfig, where: string): ParsedRedirect {
-  const bad = (why: string): never => { throw fsError('EIO', 'lookup', where, `invalid redirect '${value}': ${why}`) }
+  // EINVAL, as the kernel answers a lookup through an invalid redirect xattr
+  const bad = (why: string): never => { throw fsError('EINVAL', 'lookup', where, `invalid redirect '${value}': ${why}`) }
   if (Buffer.byteLength(value) > Math.max(c.max, 4096)) bad('too long')
   const ok = (name: string): boolean => name !== '' && name !== '.' && name !== '..' && !name.includes('\0')
   if (value.startsWith('/')) {

@@ -18,7 +18,11 @@ export class Db {
   private constructor(readonly dir: string, private readonly level: Level) {}
 
   static async open(dir: string): Promise<Db> {
-    mkdirSync(dir, { recursive: true })
+    try {
+      mkdirSync(dir, { recursive: true })
+    } catch (err) {
+      throw new StoreError('EIO', `cannot open store ${dir}: ${(err as Error).message}`)
+    }
     const level: Level = new LevelDB<string, Buffer>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' })
     try {
       await level.open()

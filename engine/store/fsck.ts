@@ -5,7 +5,7 @@ import { referencedChunks } from './filedata.js'
 import { CHUNK_PREFIX, SNAPSHOT_PREFIX, chunkKey, inodeKey, layerKey } from './keys.js'
 import { decode } from './codec.js'
 import { StoreLayer } from './layer.js'
-import { reachableNodes, type NodeCache } from './mergeindex.js'
+import { newNodeCache, reachableNodes } from './mergeindex.js'
 import { ROOT_INO, type InodeRecord, type SnapshotRecord } from './records.js'
 import type { FsckReport } from '../types.js'
 
@@ -14,7 +14,9 @@ import type { FsckReport } from '../types.js'
  * inodes that entries and index nodes name, and every chunk. With `verifyData`, every chunk is
  * also re-hashed. Unreferenced data is not a problem (gc reclaims it).
  */
-export async function checkStore(db: Db, chunks: ChunkStore, cache: NodeCache, opts: { verifyData?: boolean }): Promise<FsckReport> {
+export async function checkStore(db: Db, chunks: ChunkStore, opts: { verifyData?: boolean }): Promise<FsckReport> {
+  // Index nodes are read from the db, not the store's node cache, which may hold one the db lost.
+  const cache = newNodeCache()
   const problems: string[] = []
   const checked = { snapshots: 0, layers: 0, inodes: 0, chunks: 0, nodes: 0 }
   const snapshots = new Map<string, SnapshotRecord>()

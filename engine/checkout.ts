@@ -1,0 +1,217 @@
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { createServer } from 'node:net'
+import { chmod, lchown, link, lutimes, mkdir, open, readdir, rm, stat, symlink } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
+import { setAttribute } from 'fs-xattr'
+import type { Store } from './store.js'
+import type { SnapshotFs, Stats } from './snapshotfs.js'
+import { T, joinPath, typeOf } from './overlay/node.js'
+import { fsError, isCode } from './errors.js'
+import { IO_BYTES, hostError, readFull, writeNonZeroRuns } from './importdir.js'
+import type { CheckoutOptions, ProgressFn } from './types.js'
+
+/**
+ * Writes the merged tree of a snapshot out to a host directory: every file type, modes with
+ * their special bits, owners, hard links, xattrs, holes, and times (to the microsecond: Node's
+ * utimes goes through libuv, which drops sub-microsecond digits).
+ *
+ * Node has no mknod(2): devices and fifos are made by the `mknod` program, and a socket by
+ * binding a unix socket server and keeping a hard link to its file after the server closes.
+ * Ownership is set only when running as root, as tar does; then every xattr namespace is
+ * written, else only user.* and ACLs. Symlinks get no xattrs (the binding follows symlinks).
+ */
+
+interface SnapEntry {
+  name: string
+  /** Path in the snapshot. */
+  path: string
+  st: Stats
+  children?: SnapEntry[]
+}
+
+export async function checkout(store: Store, key: string, dir: string, opts: CheckoutOptions = {}): Promise<void> {
+  await store.stat(key)
+  if (typeof dir !== 'string' || dir === '') throw fsError('EINVAL', 'checkout', String(dir), 'directory must be a non-empty path')
+  if (opts.progress !== undefined && typeof opts.progress !== 'function') throw fsError('EINVAL', 'checkout', dir, 'progress must be a function')
+  const target = resolve(dir)
+  const existing = await stat(target).catch((err: unknown) => {
+    if (isCode(err, 'ENOENT')) return undefined
+    throw hostError(err, 'checkout', target)
+  })
+  if (existing && !existing.isDirectory()) throw fsError('ENOTDIR', 'checkout', target)
+  if (existing && (await readdir(target)).length > 0) throw fsError('ENOTEMPTY', 'checkout', target, 'checkout needs a new or empty directory')
+
+  const sfs = store.fs(key)
+  const scan = new SnapshotScan(sfs)
+  const root = await scan.tree()
+  try {
+    if (!existing) await mkdir(target, { recursive: true, mode: 0o700 })
+    const writer = new TreeWriter(sfs, scan.bytes, opts.progress)
+    await writer.writeDirContents(root, target)
+    opts.progress?.(writer.done, scan.bytes, target)
+  } catch (err) {
+    throw hostError(err, 'checkout', target)
+  }
+}
+
+/** The snapshot's tree, read once up front for the total to report progress against. */
+class SnapshotScan {
+  bytes = 0
+  private readonly counted = new Set<number>()
+  constructor(private readonly sfs: SnapshotFs) {}
+
+  async tree(): Promise<SnapEntry> {
+    const root: SnapEntry = { name: '', path: '/', st: await this.sfs.lstat('/') }
+    await this.fill(root)
+    return root
+  }
+
+  private async fill(dir: SnapEntry): Promise<void> {
+    const names = (await this.sfs.readdir(dir.path)).sort()
+    dir.children = []
+    for (const name of names) {
+      const path = joinPath(dir.path, name)
+      const e: SnapEntry = { name, path, st: await this.sfs.lstat(path) }
+      dir.children.push(e)
+      if (e.st.isDirectory()) await this.fill(e)
+      else if (e.st.isFile() && !this.counted.has(e.st.ino)) {
+        this.bytes += e.st.size
+        if (e.st.nlink > 1) this.counted.add(e.st.ino)
+      }
+    }
+  }
+}
+
+class TreeWriter {
+  done = 0
+  private readonly asRoot = process.getuid?.() === 0
+  /** First host path of each snapshot inode with several names. */
+  private readonly linked = new Map<number, string>()
+  private readonly buf = Buffer.allocUnsafe(IO_BYTES)
+
+  constructor(private readonly sfs: SnapshotFs, private readonly total: number, private readonly progress: ProgressFn | undefined) {}
+
+  /** Fills the (existing, empty) host dir, then gives it the snapshot dir's attributes. */
+  async writeDirContents(e: SnapEntry, host: string): Promise<void> {
+    for (const child of e.children!) await this.writeEntry(child, join(host, child.name))
+    await this.applyAttrs(e, host)
+  }
+
+  private async writeEntry(e: SnapEntry, host: string): Promise<void> {
+    const type = typeOf(e.st.mode)
+    if (type === T.DIR) {
+      // owner-only until the children are in; the real mode comes last
+      await mkdir(host, 0o700)
+      return this.writeDirContents(e, host)
+    }
+    if (e.st.nlink > 1) {
+      const first = this.linked.get(e.st.ino)
+      if (first !== undefined) return link(first, host)
+      this.linked.set(e.st.ino, host)
+    }
+    switch (type) {
+      case T.REG: await this.copyData(e, host); break
+      case T.LNK: await symlink(await this.sfs.readlink(e.path), host); break
+      case T.CHR: case T.BLK: case T.FIFO: await makeNode(host, type, e.st.rdev); break
+      case T.SOCK: await makeSocket(host); break
+      default: throw fsError('ENOTSUP', 'checkout', e.path, `file type ${type.toString(8)} cannot be written out`)
+    }
+    await this.applyAttrs(e, host)
+  }
+
+  /** Copies data in large pieces; all-zero chunks (holes in the store) are not written. */
+  private async copyData(e: SnapEntry, host: string): Promise<void> {
+    const src = await this.sfs.open(e.path, 'r')
+    try {
+      const dst = await open(host, 'wx', 0o600)
+      try {
+        for (let pos = 0; pos < e.st.size; pos += IO_BYTES) {
+          const n = await readFull(src, this.buf, pos)
+          if (n === 0) break
+          await writeNonZeroRuns(this.buf, n, pos, (off, len, at) => dst.write(this.buf, off, len, at))
+        }
+        await dst.truncate(e.st.size)
+      } finally {
+        await dst.close()
+      }
+    } finally {
+      await src.close()
+    }
+    this.done += e.st.size
+    this.progress?.(this.done, this.total, e.path)
+  }
+
+  /** Owner, xattrs, mode, then times: chown clears setuid, and every change but utimes moves mtime. */
+  private async applyAttrs(e: SnapEntry, host: string): Promise<void> {
+    const type = typeOf(e.st.mode)
+    if (this.asRoot) await lchown(host, e.st.uid, e.st.gid)
+    if (type !== T.LNK) {
+      for (const name of await this.sfs.listxattr(e.path, { follow: false })) {
+        if (!this.asRoot && !name.startsWith('user.') && !name.startsWith('system.posix_acl_')) continue
+        await setAttribute(host, name, await this.sfs.getxattr(e.path, name, { follow: false }))
+          .catch((err: unknown) => { throw hostError(err, 'setxattr', host) })
+      }
+      await chmod(host, e.st.mode & 0o7777)
+    }
+    await lutimes(host, utimeSeconds(e.st.atimeNs), utimeSeconds(e.st.mtimeNs))
+  }
+}
+
+/**
+ * Seconds for Node's utimes that land on the exact microsecond: libuv truncates the double to
+ * whole microseconds, so aim at the middle of the microsecond and rounding cannot fall below it.
+ * Times before 1970 become the epoch, since Node replaces a negative time by the current one.
+ */
+export function utimeSeconds(ns: bigint): number {
+  if (ns < 0n) return 0
+  const sec = ns / 1000000000n
+  const usec = (ns % 1000000000n) / 1000n
+  return Number(sec) + (Number(usec) * 1000 + 500) / 1e9
+}
+
+/** Linux's dev_t layout (glibc's gnu_dev_major/minor). */
+export function splitDev(rdev: number): [major: bigint, minor: bigint] {
+  const r = BigInt(rdev)
+  const major = ((r >> 8n) & 0xfffn) | ((r >> 32n) & 0xfffff000n)
+  const minor = (r & 0xffn) | ((r >> 12n) & 0xffffff00n)
+  return [major, minor]
+}
+
+function makeNode(path: string, type: number, rdev: number): Promise<void> {
+  const args = ['--', path]
+  if (type === T.FIFO) args.push('p')
+  else args.push(type === T.CHR ? 'c' : 'b', ...splitDev(rdev).map(String))
+  return new Promise((ok, fail) => {
+    execFile('mknod', args, (err, _stdout, stderr) => {
+      if (!err) return ok()
+      if (isCode(err, 'ENOENT')) return fail(fsError('ENOTSUP', 'mknod', path, 'the mknod program is not installed; devices and fifos need it'))
+      const msg = String(stderr).trim() || err.message
+      fail(fsError(/not permitted/i.test(msg) ? 'EPERM' : /exists/i.test(msg) ? 'EEXIST' : 'EIO', 'mknod', path, msg))
+    })
+  })
+}
+
+/**
+ * A unix socket file: a server binds a temporary name in the same dir, the final name is linked
+ * to it, and closing the server removes the temporary one. Long dirs are reached through
+ * /proc/self/fd, as a socket address holds at most 107 bytes.
+ */
+async function makeSocket(path: string): Promise<void> {
+  const dir = dirname(path)
+  const tmpName = `.strata-socket-${randomBytes(6).toString('hex')}`
+  const dirHandle = Buffer.byteLength(join(dir, tmpName)) > 100 ? await open(dir, 'r') : undefined
+  const bindPath = dirHandle ? `/proc/self/fd/${dirHandle.fd}/${tmpName}` : join(dir, tmpName)
+  const server = createServer()
+  try {
+    await new Promise<void>((ok, fail) => {
+      server.once('error', fail)
+      server.listen(bindPath, ok)
+    })
+    await link(join(dir, tmpName), path)
+  } finally {
+    if (server.listening) await new Promise<void>((ok) => server.close(() => ok()))
+    await rm(join(dir, tmpName), { force: true })
+    await dirHandle?.close()
+  }
+}
