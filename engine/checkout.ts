@@ -8,7 +8,7 @@ import type { Store } from './store.js'
 import type { SnapshotFs, Stats } from './snapshotfs.js'
 import { T, joinPath, typeOf } from './overlay/node.js'
 import { fsError, isCode } from './errors.js'
-import { IO_BYTES, hostError, readFull, writeNonZeroRuns } from './importdir.js'
+import { IO_BYTES, forEachLimit, hostError, readFull, writeNonZeroRuns } from './importdir.js'
 import type { CheckoutOptions, ProgressFn } from './types.js'
 
 /**
@@ -20,6 +20,8 @@ import type { CheckoutOptions, ProgressFn } from './types.js'
  * binding a unix socket server and keeping a hard link to its file after the server closes.
  * Ownership is set only when running as root, as tar does; then every xattr namespace is
  * written, else only user.* and ACLs. Symlinks get no xattrs (the binding follows symlinks).
+ * The target dir itself takes the attributes of the snapshot's root. A failure part way leaves
+ * what was written so far, as tar does; the error names what failed.
  */
 
 interface SnapEntry {
@@ -40,7 +42,8 @@ export async function checkout(store: Store, key: string, dir: string, opts: Che
     throw hostError(err, 'checkout', target)
   })
   if (existing && !existing.isDirectory()) throw fsError('ENOTDIR', 'checkout', target)
-  if (existing && (await readdir(target)).length > 0) throw fsError('ENOTEMPTY', 'checkout', target, 'checkout needs a new or empty directory')
+  const inside = existing ? await readdir(target).catch((err: unknown) => { throw hostError(err, 'checkout', target) }) : []
+  if (inside.length > 0) throw fsError('ENOTEMPTY', 'checkout', target, 'checkout needs a new or empty directory')
 
   const sfs = store.fs(key)
   const scan = new SnapshotScan(sfs)
@@ -70,10 +73,13 @@ class SnapshotScan {
   private async fill(dir: SnapEntry): Promise<void> {
     const names = (await this.sfs.readdir(dir.path)).sort()
     dir.children = []
-    for (const name of names) {
-      const path = joinPath(dir.path, name)
-      const e: SnapEntry = { name, path, st: await this.sfs.lstat(path) }
-      dir.children.push(e)
+    // a few lookups in flight at once overlap their store reads
+    for (let i = 0; i < names.length; i += 32) {
+      const batch = names.slice(i, i + 32).map((name) => ({ name, path: joinPath(dir.path, name) }))
+      const stats = await Promise.all(batch.map((b) => this.sfs.lstat(b.path)))
+      batch.forEach((b, j) => dir.children!.push({ ...b, st: stats[j] }))
+    }
+    for (const e of dir.children) {
       if (e.st.isDirectory()) await this.fill(e)
       else if (e.st.isFile() && !this.counted.has(e.st.ino)) {
         this.bytes += e.st.size
@@ -83,18 +89,25 @@ class SnapshotScan {
   }
 }
 
+/** Files written at once within one dir. */
+const CHECKOUT_CONCURRENCY = 8
+
 class TreeWriter {
   done = 0
   private readonly asRoot = process.getuid?.() === 0
   /** First host path of each snapshot inode with several names. */
   private readonly linked = new Map<number, string>()
-  private readonly buf = Buffer.allocUnsafe(IO_BYTES)
+  private readonly buffers: Buffer[] = []
 
   constructor(private readonly sfs: SnapshotFs, private readonly total: number, private readonly progress: ProgressFn | undefined) {}
 
   /** Fills the (existing, empty) host dir, then gives it the snapshot dir's attributes. */
   async writeDirContents(e: SnapEntry, host: string): Promise<void> {
-    for (const child of e.children!) await this.writeEntry(child, join(host, child.name))
+    const one = (c: SnapEntry): Promise<void> => this.writeEntry(c, join(host, c.name))
+    // files with one name do not depend on each other: several at once hide each one's latency
+    const independent = (c: SnapEntry): boolean => !c.st.isDirectory() && c.st.nlink === 1
+    await forEachLimit(e.children!.filter(independent), CHECKOUT_CONCURRENCY, one)
+    for (const child of e.children!) if (!independent(child)) await one(child)
     await this.applyAttrs(e, host)
   }
 
@@ -122,14 +135,15 @@ class TreeWriter {
 
   /** Copies data in large pieces; all-zero chunks (holes in the store) are not written. */
   private async copyData(e: SnapEntry, host: string): Promise<void> {
+    const buf = this.buffers.pop() ?? Buffer.allocUnsafe(IO_BYTES)
     const src = await this.sfs.open(e.path, 'r')
     try {
       const dst = await open(host, 'wx', 0o600)
       try {
         for (let pos = 0; pos < e.st.size; pos += IO_BYTES) {
-          const n = await readFull(src, this.buf, pos)
+          const n = await readFull(src, buf, pos)
           if (n === 0) break
-          await writeNonZeroRuns(this.buf, n, pos, (off, len, at) => dst.write(this.buf, off, len, at))
+          await writeNonZeroRuns(buf, n, pos, (off, len, at) => dst.write(buf, off, len, at))
         }
         await dst.truncate(e.st.size)
       } finally {
@@ -137,6 +151,7 @@ class TreeWriter {
       }
     } finally {
       await src.close()
+      this.buffers.push(buf)
     }
     this.done += e.st.size
     this.progress?.(this.done, this.total, e.path)

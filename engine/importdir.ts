@@ -7,7 +7,8 @@ import type { Store } from './store.js'
 import type { SnapshotFs } from './snapshotfs.js'
 import { StoreLayer } from './store/layer.js'
 import type { HostStamp, InodeRecord } from './store/records.js'
-import { CHUNK_SIZE } from './store/chunks.js'
+import { CHUNK_SIZE, REF_SIZE, isHole } from './store/chunks.js'
+import { loadRefs } from './store/filedata.js'
 import { T, isDirType, joinPath, typeOf, type LowerNode, type LowerTree } from './overlay/node.js'
 import { fromNs, toNs } from './overlay/stats.js'
 import { FsError, StoreError, fsError, isCode, type ErrnoCode } from './errors.js'
@@ -62,13 +63,13 @@ export async function snapshotDir(store: Store, dir: string, opts: SnapshotDirOp
   if (!rootStat.isDirectory()) throw fsError('ENOTDIR', 'snapshotDir', rootPath)
   const storeStat = await lstat(store.path, { bigint: true }).catch(() => undefined)
   const scan = new HostScan(storeStat ? hostKey(storeStat) : undefined)
-  const root = await scan.tree(rootPath, rootStat)
+  const root = await scan.tree(rootPath, rootStat).catch((err: unknown) => { throw hostError(err, 'snapshotDir', rootPath) })
 
   const tmpKey = `.import-${randomBytes(8).toString('hex')}`
   await store.prepare(tmpKey, parent)
   try {
     const layerId = (await store.record(tmpKey, 'snapshotDir')).layer!
-    const fs = store.fs(tmpKey, { redirectDir: opts.redirectDir, redirectMax: opts.redirectMax })
+    const fs = store.fs(tmpKey, { redirectDir: opts.redirectDir, redirectMax: opts.redirectMax, redirectAlwaysFollow: opts.redirectAlwaysFollow })
     const parentTree = parent === '' ? undefined : await store.tree(parent)
     const importer = new Importer(store, fs, new StoreLayer(layerId, store.db), parentTree, scan.bytes, progress)
     await importer.importDir(root, '/', parentTree?.root, false)
@@ -198,9 +199,16 @@ export function sameXattrs(a: Xattrs | undefined, b: Xattrs | undefined): boolea
 
 /** Attributes the host shows, against a record; atime alone is not a change (reads move it). */
 function sameAttrs(rec: InodeRecord, e: HostEntry, xattrs: Xattrs | undefined): boolean {
-  return rec.mode === e.mode && rec.uid === e.uid && rec.gid === e.gid && toNs(rec.mtime) === e.mtimeNs
+  return rec.mode === e.mode && rec.uid === e.uid && rec.gid === e.gid && sameMtime(toNs(rec.mtime), e.mtimeNs)
     && (xattrs === undefined || sameXattrs(rec.xattrs, xattrs))
 }
+
+/**
+ * A host mtime equal to the stored one cut to whole microseconds is the stored one as checkout
+ * wrote it (Node sets times to the microsecond): a tree checked out and imported again is
+ * unchanged, not touched everywhere.
+ */
+const sameMtime = (stored: bigint, host: bigint): boolean => stored === host || (host % 1000n === 0n && stored >= 0n && stored - (stored % 1000n) === host)
 
 async function readHostLink(path: string): Promise<string> {
   const raw = await readlink(path, { encoding: 'buffer' })
@@ -222,7 +230,7 @@ class Importer {
    * drops the host stamp, which must then be written again.
    */
   private readonly keptLinked = new Map<number, HostEntry>()
-  private readonly buf = Buffer.allocUnsafe(IO_BYTES)
+  private readonly buffers: Buffer[] = []
 
   constructor(
     private readonly store: Store,
@@ -241,7 +249,13 @@ class Importer {
     const lowerChildren = new Map(lower && this.parent ? await this.parent.list(lower) : [])
     const present = new Set(host.children!.map((c) => c.name))
     for (const name of lowerChildren.keys()) if (!present.has(name)) await this.removeTree(joinPath(path, name))
-    for (const child of host.children!) await this.importEntry(child, joinPath(path, child.name), lowerChildren.get(child.name))
+    const one = (c: HostEntry): Promise<void> => this.importEntry(c, joinPath(path, c.name), lowerChildren.get(c.name))
+    // Files with one name are independent of each other: several at once hide the latency of
+    // each one's host reads and store lookups. Hard-linked ones go in order (the first name is
+    // made first), dirs one by one so that the number of files in flight stays bounded.
+    const [single, rest] = partition(host.children!, (c) => typeOf(c.mode) !== T.DIR && c.nlink === 1)
+    await forEachLimit(single, IMPORT_CONCURRENCY, one)
+    for (const child of rest) await one(child)
     // last: making and removing children has moved the dir's mtime
     const xattrs = await readHostXattrs(host.path, T.DIR)
     if (!created) {
@@ -288,15 +302,31 @@ class Importer {
     const rec = await this.parent!.inode(lower)
     const type = typeOf(e.mode)
     if (typeOf(rec.mode) !== type) return false
+    let claimed = false
     if (rec.nlink > 1) {
       const owner = this.claims.get(lower.ino)
       if (owner !== undefined && owner !== e.key) return false
+      // claimed before anything else is awaited: another name may be looked at meanwhile
+      if (owner === undefined) this.claims.set(lower.ino, e.key)
+      claimed = owner === undefined
     }
+    const kept = await this.sameObject(e, path, rec)
+    if (!kept && claimed) this.claims.delete(lower.ino)
+    if (kept && type === T.REG && (rec.nlink > 1 || e.nlink > 1)) this.keptLinked.set(lower.ino, e)
+    return kept
+  }
+
+  /** The host object is the parent's one, content-wise; attributes that differ are brought up to date. */
+  private async sameObject(e: HostEntry, path: string, rec: InodeRecord): Promise<boolean> {
+    const type = typeOf(e.mode)
     let attrsUnchanged = false
     if (type === T.REG) {
-      if (!rec.origin || !sameContentStamp(rec.origin, e)) return false
-      // ctime moves with every attribute change: equal means nothing at all changed
-      attrsUnchanged = rec.origin[4] === e.ctimeNs.toString()
+      if (rec.origin && sameContentStamp(rec.origin, e)) {
+        // ctime moves with every attribute change: equal means nothing at all changed
+        attrsUnchanged = rec.origin[4] === e.ctimeNs.toString()
+      } else if (rec.size !== e.size || !(await this.sameData(e, rec))) {
+        return false
+      }
     } else if (type === T.LNK) {
       if (rec.target !== (await readHostLink(e.path))) return false
     } else if (type === T.CHR || type === T.BLK) {
@@ -306,9 +336,42 @@ class Importer {
       const xattrs = await readHostXattrs(e.path, type)
       if (!sameAttrs(rec, e, xattrs)) await this.setAttrs(path, e, xattrs, type === T.REG ? stampOf(e) : undefined)
     }
-    if (rec.nlink > 1) this.claims.set(lower.ino, e.key)
-    if (type === T.REG && (rec.nlink > 1 || e.nlink > 1)) this.keptLinked.set(lower.ino, e)
     return true
+  }
+
+  /**
+   * Whether the host file holds the parent file's bytes, for files without a matching stamp (a
+   * tree checked out and edited elsewhere has new inodes): reading and comparing costs no layer
+   * record, where storing the file again would. Stops at the first difference.
+   */
+  private async sameData(e: HostEntry, rec: InodeRecord): Promise<boolean> {
+    const refs = rec.inline ? undefined : await loadRefs(rec, this.store.chunks, e.path)
+    const buf = this.buffers.pop() ?? Buffer.allocUnsafe(IO_BYTES)
+    const src = await open(e.path, constants.O_RDONLY | constants.O_NOFOLLOW)
+    try {
+      for (let pos = 0; pos < e.size; pos += IO_BYTES) {
+        const n = await readFull(src, buf, pos)
+        if (n !== Math.min(IO_BYTES, e.size - pos)) return false
+        if (rec.inline) return buf.subarray(0, n).equals(rec.inline)
+        const first = pos / CHUNK_SIZE
+        const count = Math.ceil(n / CHUNK_SIZE)
+        const wanted = Array.from({ length: count }, (_, i) => refs!.subarray((first + i) * REF_SIZE, (first + i + 1) * REF_SIZE))
+        if (wanted.some((r) => r.length < REF_SIZE)) return false
+        const stored = await this.store.chunks.getMany(wanted.filter((r) => !isHole(r)), e.path)
+        for (let i = 0; i < count; i++) {
+          const mine = buf.subarray(i * CHUNK_SIZE, Math.min(n, (i + 1) * CHUNK_SIZE))
+          const theirs = isHole(wanted[i]) ? ZERO_CHUNK : stored.shift()!
+          // a stored chunk may be short: the bytes past its end read as zeroes
+          const head = Math.min(mine.length, theirs.length)
+          if (!mine.subarray(0, head).equals(theirs.subarray(0, head))) return false
+          if (!mine.subarray(head).equals(ZERO_CHUNK.subarray(0, mine.length - head))) return false
+        }
+      }
+      return (await src.read(buf, 0, 1, e.size)).bytesRead === 0 // and it has not grown since
+    } finally {
+      await src.close()
+      this.buffers.push(buf)
+    }
   }
 
   /** Puts back the host stamps that copy-ups of kept hard-linked files dropped. */
@@ -346,6 +409,7 @@ class Importer {
 
   /** Copies the host file's data in large pieces; all-zero chunks are skipped and stay holes. */
   private async copyData(e: HostEntry, path: string): Promise<number> {
+    const buf = this.buffers.pop() ?? Buffer.allocUnsafe(IO_BYTES)
     const src = await open(e.path, constants.O_RDONLY | constants.O_NOFOLLOW)
     try {
       const dst = await this.fs.open(path, 'wx', 0o600)
@@ -353,15 +417,15 @@ class Importer {
         let pos = 0
         let since = 0
         for (;;) {
-          const n = await readFull(src, this.buf, pos)
+          const n = await readFull(src, buf, pos)
           if (n === 0) break
-          await writeNonZeroRuns(this.buf, n, pos, (off, len, at) => dst.write(this.buf, off, len, at))
+          await writeNonZeroRuns(buf, n, pos, (off, len, at) => dst.write(buf, off, len, at))
           pos += n
           if ((since += n) >= 64 * IO_BYTES) {
             this.progress?.(this.done + pos, this.total, e.path)
             since = 0
           }
-          if (n < this.buf.length) break
+          if (n < buf.length) break
         }
         const st = await dst.stat()
         if (st.size < pos) await dst.truncate(pos) // trailing zeroes: a hole to the end
@@ -371,6 +435,7 @@ class Importer {
       }
     } finally {
       await src.close()
+      this.buffers.push(buf)
     }
   }
 
@@ -381,7 +446,8 @@ class Importer {
    */
   private async setAttrs(path: string, e: HostEntry, xattrs: Xattrs | undefined, origin?: HostStamp, knownIno?: number): Promise<number> {
     const ino = knownIno ?? (await this.fs.lstat(path)).ino
-    if (!(await this.layer.inode(ino))) await this.fs.lutimes(path, e.atimeNs, e.mtimeNs)
+    // a file just made here is in the layer already
+    if (knownIno === undefined && !(await this.layer.inode(ino))) await this.fs.lutimes(path, e.atimeNs, e.mtimeNs)
     await this.store.lock.run(async () => {
       const rec = await this.layer.inode(ino)
       if (!rec) throw fsError('EIO', 'snapshotDir', path, `inode ${ino} is missing from the import layer`)
@@ -411,6 +477,37 @@ class Importer {
     this.done += bytes
     this.progress?.(this.done, this.total, path)
   }
+}
+
+/** Files imported at once within one dir. */
+const IMPORT_CONCURRENCY = 8
+
+function partition<T>(items: T[], test: (t: T) => boolean): [T[], T[]] {
+  const yes: T[] = []
+  const no: T[] = []
+  for (const t of items) (test(t) ? yes : no).push(t)
+  return [yes, no]
+}
+
+/**
+ * Runs `fn` on every item, at most `limit` at a time. After a failure no new item starts, and
+ * the first error is thrown once the running ones have settled (none is left half done).
+ */
+export async function forEachLimit<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let next = 0
+  let failed: { err: unknown } | undefined
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const item = items[next++]
+      try {
+        await fn(item)
+      } catch (err) {
+        failed ??= { err }
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  if (failed) throw failed.err
 }
 
 /** Reads until `buf` is full or the file ends; returns the bytes read. */

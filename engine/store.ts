@@ -266,7 +266,7 @@ export class Store {
 
   private async overlayFor(key: string, opts: FsOptions): Promise<Overlay> {
     this.assertOpen()
-    const cacheKey = `${key}\0${opts.redirectDir ?? 'on'}\0${opts.redirectMax ?? ''}`
+    const cacheKey = `${key}\0${opts.redirectDir ?? 'on'}\0${opts.redirectMax ?? ''}\0${opts.redirectAlwaysFollow === true}`
     let ov = this.overlays.get(cacheKey)
     if (!ov) {
       const r = await this.record(key, 'open')

@@ -62,6 +62,12 @@ export interface OverlayOptions {
   redirectDir?: RedirectPolicy
   /** Longest redirect path accepted, in bytes (kernel default 256). */
   redirectMax?: number
+  /**
+   * As the kernel module's `redirect_always_follow`: with 'off', redirects are still followed (not
+   * created). Default false, the safe choice: a layer from an untrusted source cannot use a
+   * redirect to reach directories its author could not read.
+   */
+  redirectAlwaysFollow?: boolean
 }
 
 export interface FsOptions extends OverlayOptions {

@@ -14,7 +14,13 @@ export interface TempStore {
 /** A fresh store in its own temporary directory. */
 export async function tempStore(opts: Omit<StoreOptions, 'path'> = {}): Promise<TempStore> {
   const path = await mkdtemp(join(tmpdir(), 'strata-test-'))
-  const store = await Store.open({ ...opts, path })
+  let store: Store
+  try {
+    store = await Store.open({ ...opts, path })
+  } catch (err) {
+    await rm(path, { recursive: true, force: true })
+    throw err
+  }
   return {
     store,
     path,

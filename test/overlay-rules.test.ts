@@ -708,6 +708,23 @@ describe('permissions', () => {
     assert.deepEqual(await fs.readdir('/tmp'), [])
   }))
 
+  test("moving a dir to another parent needs write access to the dir (its '..' changes)", () => withStore(async (store) => {
+    const fs = await active(store, 'a')
+    await fs.mkdir('/pub', 0o777)
+    await fs.mkdir('/pub/rootdir', 0o755)
+    await fs.mkdir('/pub/other', 0o777)
+    const u = store.fs('a', { creds: user })
+    await u.mkdir('/pub/mine')
+    await rejectsWith(u.rename('/pub/rootdir', '/pub/other/rootdir'), 'EACCES', '/pub/rootdir')
+    await fs.mkdir('/pub/other/target', 0o755)
+    await rejectsWith(u.rename('/pub/mine', '/pub/other/target', RENAME_EXCHANGE), 'EACCES', '/pub/other/target')
+    // within the same parent '..' stays, so the dir's own mode does not matter
+    await u.rename('/pub/rootdir', '/pub/renamed')
+    await u.rename('/pub/mine', '/pub/other/mine')
+    assert.deepEqual(sorted(await fs.readdir('/pub')), ['other', 'renamed'])
+    assert.deepEqual(sorted(await fs.readdir('/pub/other')), ['mine', 'target'])
+  }))
+
   test('chmod by a non-owner and chown by non-root are refused', () => withStore(async (store) => {
     const fs = await active(store, 'a')
     await fs.writeFile('/rootfile', 'r', { mode: 0o666 })
@@ -723,6 +740,40 @@ describe('permissions', () => {
     await u.chmod('/home/mine', 0o600)
     assert.equal((await fs.stat('/home/mine')).mode & 0o7777, 0o600)
     assert.equal((await fs.stat('/rootfile')).mode & 0o7777, 0o666)
+  }))
+
+  test('chown to -1, -1 changes nothing but ctime and setuid, as the kernel', () => withStore(async (store) => {
+    const fs = await active(store, 'a')
+    await fs.writeFile('/plain', 'p', { mode: 0o666 })
+    await fs.writeFile('/suid', 's')
+    await fs.chmod('/suid', 0o4777)
+    await fs.writeFile('/rootsuid', 's')
+    await fs.chmod('/rootsuid', 0o4755)
+    const u = store.fs('a', { creds: user })
+    await u.chown('/plain', -1, -1) // no change asked: allowed to anyone
+    // dropping setuid is a mode change, which only the owner may make
+    await rejectsWith(u.chown('/suid', -1, -1), 'EPERM', '/suid')
+    assert.equal((await fs.stat('/suid')).mode & 0o7777, 0o4777)
+    await fs.chown('/rootsuid', -1, -1)
+    assert.equal((await fs.stat('/rootsuid')).mode & 0o7777, 0o755)
+  }))
+
+  test('link by a non-owner: only a plain regular file it can read and write (protected_hardlinks)', () => withStore(async (store) => {
+    const fs = await active(store, 'a')
+    await fs.mkdir('/pub', 0o777)
+    await fs.writeFile('/pub/rw', 'x', { mode: 0o666 })
+    await fs.writeFile('/pub/ro', 'x', { mode: 0o644 })
+    await fs.writeFile('/pub/suid', 'x', { mode: 0o666 })
+    await fs.chmod('/pub/suid', 0o4666)
+    await fs.writeFile('/pub/sgidexec', 'x', { mode: 0o676 })
+    await fs.chmod('/pub/sgidexec', 0o2676)
+    await fs.mknod('/pub/fifo', 0o010666)
+    const u = store.fs('a', { creds: user })
+    await u.link('/pub/rw', '/pub/rw-link')
+    assert.equal((await fs.stat('/pub/rw')).nlink, 2)
+    for (const name of ['ro', 'suid', 'sgidexec', 'fifo']) await rejectsWith(u.link(`/pub/${name}`, `/pub/${name}-link`), 'EPERM', `/pub/${name}`)
+    await u.writeFile('/pub/own', 'x', { mode: 0o400 })
+    await u.link('/pub/own', '/pub/own-link') // the owner links whatever it likes
   }))
 
   test('a setgid dir passes on its group, and setgid to its subdirs', () => withStore(async (store) => {

@@ -293,6 +293,16 @@ describe('snapshotDir and checkout', () => {
         await store.snapshotDir(src, { name: 'again', parent: 'child' })
         assert.deepEqual(await store.usage('again'), { size: 0, inodes: 0 })
         assert.deepEqual(await store.diff('child', 'again'), [])
+
+        // a checked-out copy (new inodes, no stamps) edited in one file: compared by content, only that file is stored
+        await writeFile(join(out2, 'docs/new.txt'), 'edited doc')
+        await stampTimes(join(out2, 'docs/new.txt'))
+        await store.snapshotDir(out2, { name: 'edited', parent: 'child' })
+        assert.deepEqual(lines(await store.diff('child', 'edited')), ['M /docs/new.txt'])
+        assert.equal((await store.usage('edited')).inodes, 2, 'the file and its dir')
+        const out4 = join(tmp, 'out4')
+        await store.checkout('edited', out4)
+        assert.deepEqual(await describeTree(out4), await describeTree(out2))
       })
     })
   })
@@ -330,6 +340,9 @@ describe('snapshotDir and checkout', () => {
         await store.checkout('s', join(tmp, 'out'))
         const out = await lstat(join(tmp, 'out', 'f'), { bigint: true })
         assert.equal(out.mtimeNs, host.mtimeNs - (host.mtimeNs % 1000n))
+        // importing the checked-out tree over its source finds nothing changed
+        await store.snapshotDir(join(tmp, 'out'), { name: 's2', parent: 's' })
+        assert.deepEqual(await store.usage('s2'), { size: 0, inodes: 0 })
       })
     })
   })

@@ -74,9 +74,13 @@ test('a store held by another process is refused with the holder named, and free
 
 test('a store whose holder was killed can be opened again', () => withDir(async (path) => {
   const child = await holder(path)
-  await expectStoreError(path, 'EBUSY', new RegExp(`process ${child.pid}\\b`))
-  child.kill('SIGKILL')
-  await once(child, 'exit')
+  const exited = once(child, 'exit')
+  try {
+    await expectStoreError(path, 'EBUSY', new RegExp(`process ${child.pid}\\b`))
+  } finally {
+    child.kill('SIGKILL')
+    await exited
+  }
   const store = await Store.open({ path })
   await store.prepare('a')
   assert.equal((await store.stat('a')).kind, 'active')

@@ -6,7 +6,8 @@ import type { BenchCase, CaseContext, CaseResult } from '../lib/case.js'
 import { mixedTree } from '../lib/hosttree.js'
 import { Prng } from '../lib/random.js'
 import { scratchDir } from '../lib/scratch.js'
-import { allChunkBytes, KiB, MiB } from '../lib/storage.js'
+import { KiB, MiB } from '../lib/storage.js'
+import { WRITE_BUFFER } from '../../engine/store/db.js'
 import { fmt, fmtSummary, summarize, timeMs } from '../lib/stats.js'
 
 const VALUE = 64 * KiB
@@ -15,8 +16,8 @@ const BATCH_VALUES = 256
 
 /**
  * Snapshot of a host tree of new data, against the most LevelDB can take: batched puts of 64 KiB
- * random values with hash-like (random-order) keys, as many bytes as the tree holds. Each
- * repetition uses a fresh store and a fresh LevelDB, run back to back in alternating order.
+ * random values with hash-like (random-order) keys, as many bytes as the tree holds, with LevelDB's
+ * default options and with the store's. Each run uses a fresh store or LevelDB.
  */
 async function run(ctx: CaseContext): Promise<CaseResult> {
   const treeBytes = (ctx.args.quick ? 64 : 300) * MiB
@@ -25,52 +26,50 @@ async function run(ctx: CaseContext): Promise<CaseResult> {
     ctx.log(`ingest: writing a ${treeBytes / MiB} MB host tree`)
     const tree = await mixedTree(host.path, treeBytes, 11)
     const ceilingData = await ceilingInput(tree.bytes)
-    const snapMBs: number[] = []
-    const ceilMBs: number[] = []
-    const ratios: number[] = []
-    let storedBytes = 0
-    for (let rep = 0; rep < ctx.reps; rep++) {
-      const order = rep % 2 === 0 ? ['snapshot', 'ceiling'] : ['ceiling', 'snapshot']
-      let snap = 0
-      let ceil = 0
-      for (const what of order) {
-        if (what === 'snapshot') {
-          const r = await snapshotOnce(ctx, host.path)
-          snap = tree.bytes / MiB / (r.ms / 1000)
-          storedBytes = r.chunkBytes
-        } else {
-          ceil = tree.bytes / MiB / ((await ceilingOnce(ctx, ceilingData)) / 1000)
-        }
-      }
-      snapMBs.push(snap)
-      ceilMBs.push(ceil)
-      ratios.push(snap / ceil)
-      ctx.log(`  rep ${rep + 1}: snapshotDir ${fmt(snap)} MB/s, LevelDB ceiling ${fmt(ceil)} MB/s`)
+    const runs: Record<Kind, () => Promise<number>> = {
+      snapshot: () => snapshotOnce(ctx, host.path),
+      ceilingDefault: () => ceilingOnce(ctx, ceilingData, undefined),
+      ceilingStore: () => ceilingOnce(ctx, ceilingData, WRITE_BUFFER),
     }
+    const kinds = Object.keys(runs) as Kind[]
+    const mbs: Record<Kind, number[]> = { snapshot: [], ceilingDefault: [], ceilingStore: [] }
+    for (let rep = 0; rep < ctx.reps; rep++) {
+      // Rotate the order so that none of the three always runs first.
+      for (let i = 0; i < kinds.length; i++) {
+        const k = kinds[(i + rep) % kinds.length]
+        mbs[k].push(tree.bytes / MiB / ((await runs[k]()) / 1000))
+      }
+      ctx.log(`  rep ${rep + 1}: ${kinds.map((k) => `${k} ${fmt(mbs[k][rep])} MB/s`).join(', ')}`)
+    }
+    const ratio = (k: Kind): number[] => mbs.snapshot.map((s, i) => s / mbs[k][i])
     return {
       tables: [{
         title: `Snapshot of new data: snapshotDir of ${tree.files} files in ${tree.dirs} dirs, ${fmt(tree.bytes / MiB)} MiB (mixed sizes, random content), MB/s`,
         headers: ['what', 'median (min–max)'],
         rows: [
-          ['store.snapshotDir (fresh store)', fmtSummary(summarize(snapMBs))],
-          [`LevelDB ceiling: batched puts of 64 KiB values (${BATCH_VALUES}/batch, fresh db)`, fmtSummary(summarize(ceilMBs))],
-          ['ratio snapshotDir / ceiling (per repetition)', fmtSummary(summarize(ratios))],
+          ['store.snapshotDir (fresh store)', fmtSummary(summarize(mbs.snapshot))],
+          [`LevelDB ceiling, default options: batched puts of 64 KiB values (${BATCH_VALUES}/batch)`, fmtSummary(summarize(mbs.ceilingDefault))],
+          [`LevelDB ceiling, the store's options (${WRITE_BUFFER / MiB} MiB write buffer)`, fmtSummary(summarize(mbs.ceilingStore))],
+          ['ratio snapshotDir / ceiling, default options', fmtSummary(summarize(ratio('ceilingDefault')))],
+          ["ratio snapshotDir / ceiling, store's options", fmtSummary(summarize(ratio('ceilingStore')))],
         ],
-        notes: [`${ctx.reps} repetitions, alternating order; MB = MiB; host files are in the page cache; chunk bytes stored ${fmt(storedBytes / MiB)} MiB.`],
+        notes: [`${ctx.reps} repetitions in rotating order, each on a fresh store or LevelDB; ratios are taken within a repetition. MB = MiB; the host files are in the page cache.`],
       }],
-      raw: { tree, snapMBs, ceilMBs, ratios, storedBytes },
+      raw: { tree, mbs },
     }
   } finally {
     await host.remove()
   }
 }
 
-async function snapshotOnce(ctx: CaseContext, dir: string): Promise<{ ms: number; chunkBytes: number }> {
+type Kind = 'snapshot' | 'ceilingDefault' | 'ceilingStore'
+
+/** Milliseconds of one snapshotDir of `dir` into a fresh store. */
+async function snapshotOnce(ctx: CaseContext, dir: string): Promise<number> {
   const s = await scratchDir(ctx.args.dir, 'ingest-store')
   const store = await Store.open({ path: s.path })
   try {
-    const ms = await timeMs(() => store.snapshotDir(dir, { name: 'tree' }))
-    return { ms, chunkBytes: (await allChunkBytes(store)).valueBytes }
+    return await timeMs(() => store.snapshotDir(dir, { name: 'tree' }))
   } finally {
     await store.close()
     await s.remove()
@@ -95,9 +94,10 @@ async function ceilingInput(bytes: number): Promise<CeilingInput> {
   return out
 }
 
-async function ceilingOnce(ctx: CaseContext, input: CeilingInput): Promise<number> {
+/** Milliseconds of writing every value in batches to a fresh LevelDB. */
+async function ceilingOnce(ctx: CaseContext, input: CeilingInput, writeBufferSize: number | undefined): Promise<number> {
   const s = await scratchDir(ctx.args.dir, 'ingest-level')
-  const db = new Level<string, Buffer>(join(s.path, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' })
+  const db = new Level<string, Buffer>(join(s.path, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer', ...(writeBufferSize ? { writeBufferSize } : {}) })
   await db.open()
   try {
     return await timeMs(async () => {

@@ -3,7 +3,7 @@ import type { ProgressFn } from '../types.js'
 
 /** Work that finishes within this long shows no bar: a flash of a bar is noise. */
 const SHOW_AFTER_MS = 1000
-const WHAT_WIDTH = 40
+const BAR_WIDTH = 30
 
 export interface Progress {
   /** Handed to the store operation; cheap to call often. */
@@ -17,18 +17,20 @@ const silent: Progress = { report: () => {}, stop: () => {} }
 /**
  * A progress bar on stderr that appears only once the work has lasted a second, and only when
  * stderr is a terminal and the output is not JSON, so scripts and pipes never see it.
+ * `amount` writes the done and total figures (bytes, counts…).
  */
-export function progressBar(json: boolean): Progress {
+export function progressBar(json: boolean, amount: (n: number) => string = String): Progress {
   if (json || !process.stderr.isTTY) return silent
   const started = Date.now()
   let bar: cliProgress.SingleBar | undefined
   let totalKnown = false
 
   const report: ProgressFn = (done, total, what) => {
-    const payload = { what: shorten(what) }
+    const payload = { what }
     if (!bar) {
       if (Date.now() - started < SHOW_AFTER_MS) return
-      bar = new cliProgress.SingleBar({ format: render, stream: process.stderr, clearOnComplete: true, hideCursor: true })
+      // no hidden cursor or disabled wrapping: Ctrl-C ends the process without a chance to restore them
+      bar = new cliProgress.SingleBar({ format: render, stream: process.stderr, clearOnComplete: true, linewrap: true, barsize: BAR_WIDTH })
       totalKnown = total !== undefined
       bar.start(total ?? 0, done, payload)
       return
@@ -40,11 +42,12 @@ export function progressBar(json: boolean): Progress {
     bar.update(done, payload)
   }
 
-  // without a total there is nothing to fill, so the line shows the count alone
+  // without a total there is nothing to fill, so the line shows the amount alone; the path
+  // being worked on comes last and gives up its start when the terminal is narrow
   const render: cliProgress.GenericFormatter = (options, params, payload: { what: string }) => {
-    if (!totalKnown) return `${payload.what} ${params.value}`
-    const percent = Math.floor(params.progress * 100)
-    return `${payload.what} [${cliProgress.Format.BarFormat(params.progress, options)}] ${percent}% ${params.value}/${params.total}`
+    const percent = `${Math.floor(params.progress * 100)}%`.padStart(4)
+    const head = totalKnown ? `[${cliProgress.Format.BarFormat(params.progress, options)}] ${percent} ${amount(params.value)}/${amount(params.total)}` : amount(params.value)
+    return `${head} ${shorten(payload.what, (process.stderr.columns || 80) - head.length - 2)}`
   }
 
   return {
@@ -56,6 +59,8 @@ export function progressBar(json: boolean): Progress {
   }
 }
 
-function shorten(what: string): string {
-  return what.length <= WHAT_WIDTH ? what.padEnd(WHAT_WIDTH) : `…${what.slice(what.length - WHAT_WIDTH + 1)}`
+/** The end of `what` (a path's most telling part) in at most `width` characters. */
+function shorten(what: string, width: number): string {
+  if (what.length <= width) return what
+  return width < 2 ? '' : `…${what.slice(what.length - width + 1)}`
 }

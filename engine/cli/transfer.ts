@@ -5,6 +5,7 @@ import type { SnapshotInfo } from '../types.js'
 import { isCode } from '../errors.js'
 import { collectLabel, printJson, printText, withStore } from './context.js'
 import { progressBar, type Progress } from './progress.js'
+import { humanBytes } from './format.js'
 
 /** snapshot and checkout: moving trees between the host filesystem and the store. */
 export function registerTransfer(program: Command): void {
@@ -43,7 +44,8 @@ export function registerTransfer(program: Command): void {
 }
 
 async function withProgress<T>(json: boolean, work: (progress: Progress) => Promise<T>): Promise<T> {
-  const progress = progressBar(json)
+  // snapshotDir and checkout both report bytes copied
+  const progress = progressBar(json, humanBytes)
   try {
     return await work(progress)
   } finally {

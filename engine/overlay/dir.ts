@@ -4,7 +4,7 @@ import type { Creds } from '../types.js'
 import { fsError, isCode } from '../errors.js'
 import { T, isDirType, joinPath, typeOf, type OvlNode } from './node.js'
 import { lookupChild, lowerPositive } from './namei.js'
-import { checkSticky } from './permission.js'
+import { MAY_READ, MAY_WRITE, checkAccess, checkSticky, permits } from './permission.js'
 import { copyUp, copyUpRecord } from './copyup.js'
 import { isEmptyDir } from './readdir.js'
 import { createsRedirects, makeRedirect } from './redirect.js'
@@ -53,10 +53,10 @@ export async function link(ov: Overlay, creds: Creds, existing: string, newPath:
     if (isDirType(src.type)) throw fsError('EPERM', 'link', existing)
     checkDirWrite(creds, await ov.inodeOf(dir), 'link', newPath)
     const srcRec = await ov.inodeOf(src)
-    if (creds.uid !== 0 && creds.uid !== srcRec.uid) {
-      // protected_hardlinks: only the owner may link a file it cannot read and write
-      throw fsError('EPERM', 'link', existing)
-    }
+    // protected_hardlinks: others may link only a regular file they can read and write that is
+    // neither setuid nor executable setgid (the kernel's safe_hardlink_source)
+    const safeSource = typeOf(srcRec.mode) === T.REG && !(srcRec.mode & 0o4000) && (srcRec.mode & 0o2010) !== 0o2010 && permits(creds, srcRec, MAY_READ | MAY_WRITE)
+    if (creds.uid !== 0 && creds.uid !== srcRec.uid && !safeSource) throw fsError('EPERM', 'link', existing)
     await copyUp(ov, src, 'link')
     await copyUp(ov, dir, 'link')
     const rec = await ov.inodeOf(src)
@@ -93,8 +93,9 @@ async function dropLink(ov: Overlay, node: OvlNode, txn: import('../store/db.js'
     const copied = node.upper || (await upper.inode(node.ino)) !== undefined
     const base = copied ? rec : { ...copyUpRecord(rec, ov.env.copyUpXattr), copiedFrom: node.lower?.layer }
     writeInode(ov, txn, node.ino, { ...base, nlink, ctime: nowTimespec() })
-  } else if (node.upper || (await upper.inode(node.ino))) {
-    upper.delInode(txn, node.ino)
+  } else {
+    if (node.upper || (await upper.inode(node.ino))) upper.delInode(txn, node.ino)
+    // open handles see the last link go, whether or not the inode was ever copied up
     ov.live.get(node.ino)?.unlinked()
   }
 }
@@ -174,6 +175,11 @@ export async function rename(ov: Overlay, creds: Creds, from: string, to: string
     await checkRemove(ov, creds, src.dir, s, 'rename', from)
     checkDirWrite(creds, await ov.inodeOf(dst.dir), 'rename', to)
     if (d) await checkRemove(ov, creds, dst.dir, d, 'rename', to)
+    if (src.dir.ino !== dst.dir.ino) {
+      // a dir that changes parent has its '..' rewritten: that needs write access to the dir itself
+      if (isDirType(s.type)) checkAccess(creds, await ov.inodeOf(s), MAY_WRITE, 'rename', from)
+      if (exchange && d && isDirType(d.type)) checkAccess(creds, await ov.inodeOf(d), MAY_WRITE, 'rename', to)
+    }
     if (d && d.ino === s.ino && !isDirType(s.type)) return // two names of one inode: nothing to do
     if (d && s.path === d.path) return
     if (d && !exchange) {

@@ -41,7 +41,8 @@ export async function chown(ov: Overlay, creds: Creds, path: string, uid: number
       ...r,
       uid: uid === -1 ? r.uid : uid,
       gid: gid === -1 ? r.gid : gid,
-      mode: (uid !== -1 || gid !== -1) && typeOf(r.mode) !== T.LNK ? killPriv(r.mode) : r.mode,
+      // the kernel drops the bits on every chown of a non-dir, -1, -1 included
+      mode: typeOf(r.mode) !== T.LNK ? killPriv(r.mode) : r.mode,
     }))
   })
 }

@@ -53,9 +53,13 @@ export function chmodResult(creds: Creds, ino: Owned, mode: number, path: string
 /** chown: root changes anything; an owner may change the group to one of their own groups. */
 export function checkChown(creds: Creds, ino: Owned, uid: number, gid: number, path: string): void {
   if (creds.uid === 0) return
-  const uidOk = uid === -1 || uid === ino.uid
-  const gidOk = gid === -1 || gid === ino.gid || (creds.uid === ino.uid && inGroup(creds, gid))
-  if (!(uidOk && gidOk && creds.uid === ino.uid)) throw fsError('EPERM', 'chown', path)
+  const owner = creds.uid === ino.uid
+  // As the kernel's chown_ok and chgrp_ok: an id left at -1 asks for nothing.
+  const uidOk = uid === -1 || (owner && uid === ino.uid)
+  const gidOk = gid === -1 || (owner && (gid === ino.gid || inGroup(creds, gid)))
+  // Every chown drops setuid (see killPriv): a mode change, which only the owner may make.
+  const dropsBits = killPriv(ino.mode) !== ino.mode
+  if (!uidOk || !gidOk || (dropsBits && !owner)) throw fsError('EPERM', 'chown', path)
 }
 
 /**

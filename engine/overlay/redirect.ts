@@ -12,7 +12,7 @@ export interface RedirectConfig {
 }
 
 /** `where` names what the options are for (a snapshot key), for the error message. */
-export function redirectConfig(opts: OverlayOptions & { redirectAlwaysFollow?: boolean } = {}, where?: string): RedirectConfig {
+export function redirectConfig(opts: OverlayOptions = {}, where?: string): RedirectConfig {
   const policy = opts.redirectDir ?? 'on'
   if (!['on', 'follow', 'nofollow', 'off'].includes(policy)) throw fsError('EINVAL', 'mount', where, `redirect_dir must be on, follow, nofollow or off, not '${policy}'`)
   const max = opts.redirectMax ?? DEFAULT_REDIRECT_MAX

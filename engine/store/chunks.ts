@@ -95,6 +95,36 @@ export class ChunkStore {
     throw fsError('EIO', 'write', undefined, `more than ${MAX_COLLISIONS} distinct chunks share hash ${hash.toString('hex')}`)
   }
 
+  /**
+   * `put` of many chunks with one read of the store for all of them (getMany) instead of one per
+   * chunk: a flush stores up to hundreds of new chunks, and serial reads cost more than the puts.
+   */
+  async putMany(datas: Buffer[], txn: Txn): Promise<Buffer[]> {
+    const refs = datas.map((d) => {
+      const ref = Buffer.alloc(REF_SIZE)
+      this.hasher(d).copy(ref, 0, 0, 8)
+      return ref
+    })
+    const keys = refs.map((r) => chunkKey(refHex(r)))
+    const unknown = keys.flatMap((k, i) => (this.cache.get(refHex(refs[i])) === undefined && txn.pending(k) === undefined ? [i] : []))
+    const got = await this.db.getManyRaw(unknown.map((i) => keys[i]))
+    const stored = new Map(unknown.map((i, j) => [i, got[j]]))
+    const out: Buffer[] = []
+    for (let i = 0; i < datas.length; i++) {
+      // the txn first: an equal chunk earlier in this call is already in it
+      const existing = this.cache.get(refHex(refs[i])) ?? txn.pending(keys[i]) ?? stored.get(i) ?? null
+      if (existing === null) {
+        txn.putRaw(keys[i], Buffer.from(datas[i]))
+        out.push(refs[i])
+      } else if (existing.equals(datas[i])) {
+        out.push(refs[i])
+      } else {
+        out.push(await this.put(datas[i], txn)) // slot 0 holds other content: find the next free slot
+      }
+    }
+    return out
+  }
+
   /** Drops a chunk from the cache (after gc removed it). */
   forget(hex: string): void {
     this.cache.delete(hex)

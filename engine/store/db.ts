@@ -7,6 +7,13 @@ import { StoreError, isCode } from '../errors.js'
 
 export const FORMAT_VERSION = 1
 const HOLDER_FILE = 'HOLDER'
+/**
+ * LevelDB memtable size. With the 4 MiB default a data ingest makes level-0 files faster than
+ * compaction merges them, and LevelDB then delays every write by 1 ms: the small record writes
+ * between files (create, attributes) took most of a snapshotDir's time (bench/engine.ts, ingest).
+ * Costs up to two memtables of memory, and one replay of the log on the next open.
+ */
+export const WRITE_BUFFER = 64 * 1024 * 1024
 
 type Level = LevelDB<string, Buffer>
 
@@ -23,7 +30,7 @@ export class Db {
     } catch (err) {
       throw new StoreError('EIO', `cannot open store ${dir}: ${(err as Error).message}`)
     }
-    const level: Level = new LevelDB<string, Buffer>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' })
+    const level: Level = new LevelDB<string, Buffer>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer', writeBufferSize: WRITE_BUFFER })
     try {
       await level.open()
     } catch (err) {
@@ -38,7 +45,7 @@ export class Db {
       await level.close()
       throw err
     }
-    writeFileSync(join(dir, HOLDER_FILE), JSON.stringify({ pid: process.pid, command: process.argv.slice(1).join(' '), since: new Date().toISOString() }))
+    writeFileSync(join(dir, HOLDER_FILE), JSON.stringify({ pid: process.pid, command: process.argv.slice(1).join(' ') || process.title, since: new Date().toISOString() }))
     return db
   }
 

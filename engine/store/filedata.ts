@@ -169,20 +169,27 @@ export class FileContent {
       this.refs.copy(r, 0, 0, Math.min(r.length, this.refs.length))
       this.refs = r
     }
+    const toStore: number[] = []
+    const bodies: Buffer[] = []
     for (const [idx, buf] of this.dirty) {
       if (idx >= n) continue
       const len = Math.min(CHUNK_SIZE, this.size - idx * CHUNK_SIZE)
       const body = buf.length > len ? buf.subarray(0, len) : buf
-      const ref = isZero(body) ? HOLE_REF : await this.chunks.put(body, txn)
-      ref.copy(this.refs, idx * REF_SIZE)
+      if (isZero(body)) {
+        HOLE_REF.copy(this.refs, idx * REF_SIZE)
+      } else {
+        toStore.push(idx)
+        bodies.push(body)
+      }
     }
+    const stored = await this.chunks.putMany(bodies, txn)
+    toStore.forEach((idx, j) => stored[j].copy(this.refs, idx * REF_SIZE))
     this.dirty.clear()
     this.changed = false
     if (n <= PAGE_REFS) return { size: this.size, inline: undefined, chunks: Buffer.from(this.refs), pages: undefined }
-    const pages: Buffer[] = []
-    for (let off = 0; off < this.refs.length; off += PAGE_REFS * REF_SIZE) {
-      pages.push(await this.chunks.put(this.refs.subarray(off, off + PAGE_REFS * REF_SIZE), txn))
-    }
+    const pageBodies: Buffer[] = []
+    for (let off = 0; off < this.refs.length; off += PAGE_REFS * REF_SIZE) pageBodies.push(this.refs.subarray(off, off + PAGE_REFS * REF_SIZE))
+    const pages = await this.chunks.putMany(pageBodies, txn)
     return { size: this.size, inline: undefined, chunks: undefined, pages: Buffer.concat(pages) }
   }
 }

@@ -225,7 +225,9 @@ export class FsModel {
     }
   }
 
+  /** pwrite(2); writing nothing changes nothing, not even past the end. */
   writeNode(node: MNode, pos: number, data: Uint8Array): void {
+    if (data.length === 0) return
     const end = pos + data.length
     if (end > node.data.length) {
       const grown = Buffer.alloc(end)
