@@ -4,7 +4,7 @@ import { writeFileInPieces } from '../lib/bigfile.js'
 import { scratchDir } from '../lib/scratch.js'
 import { chunkKeys, layerRecords, newChunks, settleStore, KiB, MiB } from '../lib/storage.js'
 import { Prng } from '../lib/random.js'
-import { fmt, fmtSummary, summarize, timeMs } from '../lib/stats.js'
+import { fmt, fmtIqr, summarize, timeMs } from '../lib/stats.js'
 
 interface Sample {
   cold: boolean
@@ -20,6 +20,8 @@ interface Sample {
 }
 
 const WRITE = 4 * KiB
+/** A copy-up takes milliseconds, so each repetition takes several samples of each kind. */
+const SAMPLES_PER_REP = 3
 
 /**
  * A small write into the middle of a huge lower file (kernel overlayfs copies the whole file up).
@@ -31,18 +33,15 @@ async function run(ctx: CaseContext): Promise<CaseResult> {
   const scratch = await scratchDir(ctx.args.dir, 'copyup')
   let store = await Store.open({ path: scratch.path })
   try {
-    await store.prepare('base-w')
     ctx.log(`copy-up: writing a ${fileSize / MiB} MiB file through the API`)
-    const data = new Prng(1).bytes(fileSize)
-    const ingestMs = await timeMs(() => writeFileInPieces(store.fs('base-w'), '/big', data))
-    await store.commit('base', 'base-w')
+    const ingestMs = await writeBase(store, fileSize)
     await store.close()
     await settleStore(scratch.path)
     store = await Store.open({ path: scratch.path })
 
     const samples: Sample[] = []
     // Alternate a cold engine (store reopened: empty chunk and index caches) and a warm one.
-    for (let i = 0; i < ctx.reps * 2; i++) {
+    for (let i = 0; i < ctx.reps * 2 * SAMPLES_PER_REP; i++) {
       const cold = i % 2 === 0
       if (cold) {
         await store.close()
@@ -71,7 +70,8 @@ async function run(ctx: CaseContext): Promise<CaseResult> {
 
     const row = (label: string, s: Sample[]): string[] => [
       label,
-      fmtSummary(summarize(s.map((x) => x.totalMs))),
+      fmtIqr(summarize(s.map((x) => x.totalMs))),
+      fmt(summarize(s.map((x) => x.totalMs)).max),
       fmt(summarize(s.map((x) => x.openMs)).median),
       fmt(summarize(s.map((x) => x.writeMs)).median),
       fmt(summarize(s.map((x) => x.syncMs)).median),
@@ -82,9 +82,9 @@ async function run(ctx: CaseContext): Promise<CaseResult> {
       tables: [
         {
           title: `Copy-up: 4 KiB write at ${offset / MiB} MiB into a ${fileSize / MiB} MiB lower file (open r+ / write / sync / close), ms`,
-          headers: ['engine caches', 'total median (min–max)', 'open', 'write', 'sync', 'close'],
+          headers: ['engine caches', 'total, median [IQR]', 'max', 'open', 'write', 'sync', 'close'],
           rows: [row('cold (store reopened)', samples.filter((s) => s.cold)), row('warm', samples.filter((s) => !s.cold))],
-          notes: [`${ctx.reps} fresh children each; base file written through the API at ${fmt(fileSize / MiB / (ingestMs / 1000))} MB/s (1 MiB writes)`],
+          notes: [`${ctx.reps * SAMPLES_PER_REP} fresh children each, cold and warm alternating; open/write/sync/close are medians; base file written through the API at ${fmt(fileSize / MiB / (ingestMs / 1000))} MB/s (1 MiB writes)`],
         },
         {
           title: 'Copy-up: store growth per child',
@@ -104,6 +104,15 @@ async function run(ctx: CaseContext): Promise<CaseResult> {
     await store.close()
     await scratch.remove()
   }
+}
+
+/** Commits 'base' holding /big of `size` random bytes; returns the time of the writes. */
+async function writeBase(store: Store, size: number): Promise<number> {
+  await store.prepare('base-w')
+  const data = new Prng(1).bytes(size)
+  const ms = await timeMs(() => writeFileInPieces(store.fs('base-w'), '/big', data))
+  await store.commit('base', 'base-w')
+  return ms
 }
 
 /** The write landed where it should and nothing around it moved (checked outside the timing). */

@@ -2,10 +2,12 @@ import { Store } from '../../engine/index.js'
 import type { BenchCase, CaseContext, CaseResult } from '../lib/case.js'
 import { scratchDir } from '../lib/scratch.js'
 import { settleStore } from '../lib/storage.js'
-import { fmt, fmtSummary, summarize, timeMs } from '../lib/stats.js'
+import { fmt, fmtIqr, summarize, timeMs } from '../lib/stats.js'
 
 const TARGET = '/dir/target'
 const WARM_STATS = 2000
+/** First-stat samples per repetition. */
+const FIRST_PER_REP = 5
 const DEPTHS = [1, 50, 200]
 
 /** One measured snapshot and the one its ratio is taken against. */
@@ -51,7 +53,7 @@ async function run(ctx: CaseContext): Promise<CaseResult> {
     const cleared = samplesFor(names)
     const warm = samplesFor(names)
     // A first stat is cheap and noisy, so it gets more samples than the warm loops.
-    for (let rep = 0; rep < ctx.reps * 3; rep++) {
+    for (let rep = 0; rep < ctx.reps * FIRST_PER_REP; rep++) {
       // Rotate the order so no snapshot always runs first after a reopen.
       const order = names.map((_, i) => names[(i + rep) % names.length])
       for (const name of order) {
@@ -79,13 +81,13 @@ async function run(ctx: CaseContext): Promise<CaseResult> {
     const layerEffect = kinds.map((m) => fmt(median(m, `add${top}`) / median(m, `flat${top}`)))
     return {
       tables: [{
-        title: `stat('${TARGET}') of a bottom-layer file under N layers that change / and /dir, µs, median (min–max)`,
+        title: `stat('${TARGET}') of a bottom-layer file under N layers that change / and /dir, µs, median [interquartile range]`,
         headers: ['snapshot', 'first stat, store reopened', 'ratio', 'first stat, index cache cleared', 'ratio', `warm stat (mean of ${WARM_STATS})`, 'ratio'],
         rows: [
-          ...rows.map((r) => [r.label, ...kinds.flatMap((m) => [fmtSummary(summarize(m.get(r.name)!)), fmt(median(m, r.name) / median(m, r.base))])]),
+          ...rows.map((r) => [r.label, ...kinds.flatMap((m) => [fmtIqr(summarize(m.get(r.name)!)), fmt(median(m, r.name) / median(m, r.base))])]),
           [`${top} added layers / 1 layer with the same names`, '', layerEffect[0], '', layerEffect[1], '', layerEffect[2]],
         ],
-        notes: [`${ctx.reps * 3} first stats and ${ctx.reps} warm loops per row; ratio = median / median of the row's 1-layer case. 'Store reopened': a new Store.open (LevelDB's table and block caches empty too); 'index cache cleared': the snapshot already open, its merged-index node cache emptied. Building the stacks took ${fmt(buildMs / 1000)} s.`],
+        notes: [`${ctx.reps * FIRST_PER_REP} first stats and ${ctx.reps} warm loops per row; ratio = median / median of the row's 1-layer case. 'Store reopened': a new Store.open (LevelDB's table and block caches empty too); 'index cache cleared': the snapshot already open, its merged-index node cache emptied. Building the stacks took ${fmt(buildMs / 1000)} s.`],
       }],
       raw: { depths: DEPTHS, buildMs, rows, reopened: Object.fromEntries(reopened), cleared: Object.fromEntries(cleared), warm: Object.fromEntries(warm) },
     }

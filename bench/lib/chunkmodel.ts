@@ -2,6 +2,7 @@ import { join } from 'node:path'
 import { Level } from 'level'
 import { Packr } from 'msgpackr'
 import xxhash from 'xxhash-wasm'
+import { WRITE_BUFFER } from '../../engine/store/db.js'
 
 /**
  * A stripped-down copy of the engine's chunk layout with the chunk size as a parameter: fixed
@@ -30,7 +31,8 @@ export class ChunkDb {
   private constructor(readonly db: Level<string, Buffer>, private readonly h: H64, readonly chunkSize: number) {}
 
   static async open(dir: string, chunkSize: number): Promise<ChunkDb> {
-    const db = new Level<string, Buffer>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer' })
+    // the store's LevelDB options, so that the comparison holds for the store as configured
+    const db = new Level<string, Buffer>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer', writeBufferSize: WRITE_BUFFER })
     await db.open()
     return new ChunkDb(db, await hasher(), chunkSize)
   }

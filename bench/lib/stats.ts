@@ -42,3 +42,8 @@ export function fmt(x: number): string {
 export function fmtSummary(s: Summary): string {
   return s.n > 1 ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : fmt(s.median)
 }
+
+/** "median [q1–q3]": for noisy samples where a few outliers would make min–max say little. */
+export function fmtIqr(s: Summary): string {
+  return s.n > 1 ? `${fmt(s.median)} [${fmt(s.q1)}–${fmt(s.q3)}]` : fmt(s.median)
+}

@@ -1,9 +1,7 @@
 import { join } from 'node:path'
 import { Level } from 'level'
 import type { Store } from '../../engine/index.js'
-
-/** The store's key prefixes, as in engine/store/keys.ts (kept literal: the bench reads the format, it does not change it). */
-export const CHUNK_PREFIX = 'C/'
+import { CHUNK_PREFIX, layerEntriesPrefix, layerInodesPrefix } from '../../engine/store/keys.js'
 
 export interface KeyBytes {
   keys: number
@@ -56,8 +54,8 @@ export const KiB = 1024
 export async function layerRecords(store: Store, key: string): Promise<KeyBytes> {
   const layer = (await store.record(key, 'stat')).layer
   if (!layer) return { keys: 0, bytes: 0, valueBytes: 0 }
-  const inodes = await prefixBytes(store, `I/${layer}/`)
-  const entries = await prefixBytes(store, `E/${layer}/`)
+  const inodes = await prefixBytes(store, layerInodesPrefix(layer))
+  const entries = await prefixBytes(store, layerEntriesPrefix(layer))
   return { keys: inodes.keys + entries.keys, bytes: inodes.bytes + entries.bytes, valueBytes: inodes.valueBytes + entries.valueBytes }
 }
 

@@ -72,7 +72,7 @@ export class FileHandle {
 
   async sync(): Promise<void> {
     if (this.closed) throw fsError('EBADF', 'fsync', this.path)
-    await this.ov.env.lock.run(() => this.live.flush())
+    await this.ov.env.lock.run(() => this.live.flush(true))
   }
   datasync(): Promise<void> {
     return this.sync()

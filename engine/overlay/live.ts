@@ -66,17 +66,22 @@ export class LiveInode {
     return this.rec
   }
 
-  /** Writes unflushed data and attributes to the upper layer in one batch. */
-  async flush(): Promise<void> {
-    if (!this.inUpper || !this.ov.upper) return
-    if (this.rec.nlink === 0) return // unlinked: lives in memory until the last close
+  /**
+   * Writes unflushed data and attributes to the upper layer in one batch. `durable` (fsync) also
+   * makes every earlier batch durable, so it syncs even when nothing here is left to write.
+   */
+  async flush(durable = false): Promise<void> {
     const c = this.content
-    if (!c || !c.isChanged) return
+    const pending = this.inUpper && this.ov.upper && this.rec.nlink > 0 && c?.isChanged === true
+    if (!pending) {
+      if (durable) await this.ov.env.db.syncLog()
+      return
+    }
     const txn = this.ov.env.db.txn()
-    const fields = await c.flush(txn)
+    const fields = await c!.flush(txn)
     this.rec = { ...this.rec, ...fields }
-    this.ov.upper.putInode(txn, this.ino, this.rec)
-    await txn.commit()
+    this.ov.upper!.putInode(txn, this.ino, this.rec)
+    await txn.commit(durable)
   }
 
   unlinked(): void {

@@ -114,6 +114,11 @@ export class Db {
     return keys.length > 0
   }
 
+  /** Makes every write so far durable: a synced write flushes LevelDB's log with all before it. */
+  async syncLog(): Promise<void> {
+    await this.level.put(FORMAT_KEY, encode({ format: FORMAT_VERSION }), { sync: true })
+  }
+
   txn(): Txn {
     return new Txn(this.level)
   }

@@ -162,6 +162,7 @@ export class OpGen {
       ['mkdir', 7 * grow], ['rmdir', 5 * shrink], ['unlink', 6 * shrink], ['rename', 12], ['link', 5],
       ['symlink', 4], ['readlink', 2], ['mknod', 1], ['chmod', 3], ['chown', 3], ['utimes', 4],
       ['setxattr', 4], ['removexattr', 2], ['getxattr', 1], ['listxattr', 1], ['stat', 3], ['readdir', 3],
+      ['bulk', 0.4],
     ] as const)
     const r = this.rng
     switch (k) {
@@ -181,7 +182,8 @@ export class OpGen {
       case 'mkdir': return { k, path: r.chance(0.85) ? this.fresh(m) : this.path(m), mode: r.pick(DIR_MODES) }
       case 'rmdir': return { k, path: this.path(m, isDir) }
       case 'unlink': return { k, path: this.path(m, notDir) }
-      case 'mknod': return { k, path: this.fresh(m), mode: r.pick([0o644, 0o600]) }
+      case 'mknod': return { k, path: this.fresh(m), kind: r.pick(['fifo', 'file'] as const), mode: r.pick([0o644, 0o600]) }
+      case 'bulk': return this.bulk(m)
       case 'symlink': {
         const path = r.chance(0.85) ? this.fresh(m) : this.path(m)
         return { k, target: this.symlinkTarget(m, path), path }
@@ -207,6 +209,17 @@ export class OpGen {
     return this.rng.chance(0.85) ? (this.existing(m, undefined, { root: this.rng.chance(0.1) }) ?? this.path(m)) : this.path(m)
   }
 
+  /**
+   * Grows a dir past one page of the merged index (1024 names) over a commit or two, or removes a
+   * run of names from the biggest dir, so that later commits rewrite single pages of it.
+   */
+  private bulk(m: FsModel): Op {
+    const r = this.rng
+    const remove = r.chance(0.4)
+    const dir = remove ? biggestDir(m) : (this.existing(m, isDir, { root: true }) ?? '/')
+    return { k: 'bulk', dir, remove, first: r.range(0, 900), count: remove ? r.range(50, 500) : r.range(300, 700) }
+  }
+
   /** Renames over every kind of target: new names, same-kind and other-kind names, into itself, onto an ancestor. */
   private rename(m: FsModel): Op {
     const r = this.rng
@@ -222,4 +235,14 @@ export class OpGen {
     const flags = r.weighted([[0, 6], [RENAME_NOREPLACE, 2], [RENAME_EXCHANGE, 2]])
     return { k: 'rename', from, to, flags }
   }
+}
+
+function biggestDir(m: FsModel): string {
+  let best = { path: '/', size: -1 }
+  const visit = (path: string, dir: MNode): void => {
+    if (dir.entries.size > best.size) best = { path, size: dir.entries.size }
+    for (const [name, child] of dir.entries) if (child.kind === 'dir') visit(path === '/' ? `/${name}` : `${path}/${name}`, child)
+  }
+  visit('/', m.root)
+  return best.path
 }

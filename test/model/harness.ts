@@ -57,7 +57,7 @@ class Run {
     try {
       await this.store.prepare(this.active)
       this.fs = this.store.fs(this.active)
-      const fullEvery = this.opts.fullEvery ?? 25
+      const fullEvery = this.opts.fullEvery ?? 40
       for (this.opIndex = 0; this.opIndex < this.opts.ops; this.opIndex++) {
         await this.step()
         if ((this.opIndex + 1) % fullEvery === 0) await this.checkAll(false)

@@ -11,7 +11,9 @@ export type Op =
   | { k: 'unlink'; path: string }
   | { k: 'mkdir'; path: string; mode: number }
   | { k: 'rmdir'; path: string }
-  | { k: 'mknod'; path: string; mode: number }
+  | { k: 'mknod'; path: string; kind: 'fifo' | 'file'; mode: number }
+  /** Many empty files made (or removed) in one dir, to grow it past one page of the merged index. */
+  | { k: 'bulk'; dir: string; remove: boolean; first: number; count: number }
   | { k: 'symlink'; target: string; path: string }
   | { k: 'readlink'; path: string }
   | { k: 'link'; from: string; to: string }
@@ -38,7 +40,8 @@ export function describeOp(op: Op): string {
     case 'writeAt': return `writeAt ${op.path} @${op.pos} ${bytesLabel(op.data)}`
     case 'truncate': return `truncate ${op.path} ${op.len}`
     case 'mkdir': return `mkdir ${op.path} ${oct(op.mode)}`
-    case 'mknod': return `mknod fifo ${op.path} ${oct(op.mode)}`
+    case 'mknod': return `mknod ${op.kind} ${op.path} ${oct(op.mode)}`
+    case 'bulk': return `bulk ${op.remove ? 'unlink' : 'mknod'} ${op.dir}/${bulkName(op.first)}..${bulkName(op.first + op.count - 1)}`
     case 'symlink': return `symlink ${op.target} <- ${op.path}`
     case 'link': return `link ${op.from} -> ${op.to}`
     case 'rename': return `rename ${op.from} -> ${op.to}${op.flags === 1 ? ' NOREPLACE' : op.flags === 2 ? ' EXCHANGE' : ''}`
@@ -56,7 +59,22 @@ export function describeOp(op: Op): string {
 export function touchedPaths(op: Op): string[] {
   const parent = (p: string): string => p.slice(0, Math.max(1, p.lastIndexOf('/')))
   if (op.k === 'rename' || op.k === 'link') return [op.from, parent(op.from), op.to, parent(op.to)]
+  if (op.k === 'bulk') return [op.dir]
   return [op.path, parent(op.path)]
+}
+
+export const bulkName = (i: number): string => `n${String(i).padStart(4, '0')}`
+const bulkPaths = (op: Extract<Op, { k: 'bulk' }>): string[] =>
+  Array.from({ length: op.count }, (_, i) => `${op.dir === '/' ? '' : op.dir}/${bulkName(op.first + i)}`)
+
+/** A bulk op answers with the names that failed and why. */
+function bulkValue(op: Extract<Op, { k: 'bulk' }>, outcomes: Outcome[]): Value {
+  const failed = outcomes.flatMap((o, i) => (o.ok ? [] : [`${bulkName(op.first + i)}:${o.code}`]))
+  return { t: 'names', v: failed }
+}
+
+function bulkOutcome(op: Extract<Op, { k: 'bulk' }>, apply: (path: string) => Outcome): Outcome {
+  return { ok: true, value: bulkValue(op, bulkPaths(op).map(apply)) }
 }
 
 export const isReadOnlyOp = (op: Op): boolean => ['readFile', 'readlink', 'getxattr', 'listxattr', 'stat', 'readdir'].includes(op.k)
@@ -70,7 +88,8 @@ export function applyModel(m: FsModel, op: Op): Outcome {
     case 'unlink': return m.unlink(op.path)
     case 'mkdir': return m.mkdir(op.path, op.mode)
     case 'rmdir': return m.rmdir(op.path)
-    case 'mknod': return m.mknod(op.path, op.mode)
+    case 'mknod': return m.mknod(op.path, op.kind, op.mode)
+    case 'bulk': return bulkOutcome(op, (path) => (op.remove ? m.unlink(path) : m.mknod(path, 'file', 0o644)))
     case 'symlink': return m.symlink(op.target, op.path)
     case 'readlink': return m.readlink(op.path)
     case 'link': return m.link(op.from, op.to)
@@ -117,7 +136,12 @@ export function runStore(fs: SnapshotFs, op: Op): Promise<Outcome> {
       case 'unlink': return fs.unlink(op.path)
       case 'mkdir': { await fs.mkdir(op.path, { mode: op.mode }); return }
       case 'rmdir': return fs.rmdir(op.path)
-      case 'mknod': return fs.mknod(op.path, 0o010000 | op.mode)
+      case 'mknod': return fs.mknod(op.path, (op.kind === 'fifo' ? 0o010000 : 0o100000) | op.mode)
+      case 'bulk': {
+        const out: Outcome[] = []
+        for (const path of bulkPaths(op)) out.push(await storeOutcome(() => (op.remove ? fs.unlink(path) : fs.mknod(path, 0o100644))))
+        return bulkValue(op, out)
+      }
       case 'symlink': return fs.symlink(op.target, op.path)
       case 'readlink': return { t: 'text', v: await fs.readlink(op.path) }
       case 'link': return fs.link(op.from, op.to)

@@ -300,11 +300,12 @@ export class FsModel {
     })
   }
 
-  mknod(path: string, mode: number): Outcome {
+  /** mknod(2) of a fifo or an empty regular file. */
+  mknod(path: string, kind: 'fifo' | 'file', mode: number): Outcome {
     return this.attempt(() => {
       const { dir, name } = this.parentOf(path)
       if (name === undefined || dir.entries.has(name)) return fail('EEXIST')
-      this.create(dir, name, 'fifo', mode & 0o777)
+      this.create(dir, name, kind, mode & 0o777)
     })
   }
 
