@@ -11,7 +11,7 @@ import { lookupChild, nodeInode, rootNode, type NameiContext } from './overlay/n
 import { redirectConfig } from './overlay/redirect.js'
 import { isWhiteoutEntry } from './overlay/whiteout.js'
 import { toNs } from './overlay/stats.js'
-import { sameXattrs } from './importdir.js'
+import { sameXattrs } from './host/xattrs.js'
 import type { DiffEntry } from './types.js'
 
 /**

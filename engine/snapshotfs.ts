@@ -1,3 +1,4 @@
+import { constants } from 'node:fs'
 import type { Creds } from './types.js'
 import { fsError } from './errors.js'
 import type { Timespec } from './store/records.js'
@@ -125,8 +126,12 @@ export class SnapshotFs {
     await this.writeFile(path, data, { flag: 'a' })
   }
 
+  /** truncate(2): EISDIR for a dir, EINVAL for other non-files, and it needs write permission only. */
   async truncate(path: string, len = 0): Promise<void> {
-    const h = await this.open(path, 'r+')
+    const st = await this.stat(path)
+    if (st.isDirectory()) throw fsError('EISDIR', 'truncate', path)
+    if (!st.isFile()) throw fsError('EINVAL', 'truncate', path)
+    const h = await this.open(path, constants.O_WRONLY)
     try {
       await h.truncate(len)
     } finally {

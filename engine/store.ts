@@ -8,22 +8,24 @@ import { layerKey, snapshotKey, SNAPSHOT_PREFIX, inodeKey } from './store/keys.j
 import { decode } from './store/codec.js'
 import { ROOT_INO, nowTimespec, type InodeRecord, type LayerRecord, type SnapshotRecord } from './store/records.js'
 import { EmptyTree, IndexTree, buildIndex, newNodeCache, type NodeCache } from './store/mergeindex.js'
+import { LoadedLayer } from './store/loadedlayer.js'
 import { Overlay } from './overlay/overlay.js'
 import type { LiveInode } from './overlay/live.js'
 import { Mutex } from './overlay/lock.js'
 import { redirectConfig } from './overlay/redirect.js'
-import { T, isDirType, type LowerTree } from './overlay/node.js'
+import { T, type LowerTree } from './overlay/node.js'
 import { copyUpRecord } from './overlay/copyup.js'
 import { SnapshotFs } from './snapshotfs.js'
 import { fsError } from './errors.js'
+import { assertCommittedParent, assertFree, checkCreds, checkKey, checkLabels } from './validate.js'
 import { collectGarbage } from './store/gc.js'
 import { checkStore } from './store/fsck.js'
 import { layerUsage } from './store/usage.js'
-import { snapshotDir } from './importdir.js'
-import { checkout } from './checkout.js'
+import { snapshotDir } from './transfer/importdir.js'
+import { checkout } from './transfer/checkout.js'
 import { diff } from './diff.js'
 import type { CheckoutOptions, DiffEntry, SnapshotDirOptions } from './types.js'
-import type { FsOptions, FsckReport, GcReport, SnapshotInfo, SnapshotKind, Usage, WalkFilter, Creds } from './types.js'
+import type { FsOptions, FsckReport, GcReport, SnapshotInfo, SnapshotKind, Usage, WalkFilter } from './types.js'
 import { ROOT } from './types.js'
 
 export interface StoreOptions {
@@ -36,14 +38,6 @@ export interface StoreOptions {
 }
 
 export const defaultStorePath = (): string => process.env.STRATA_STORE || join(homedir(), '.local', 'share', 'strata')
-
-const MAX_KEY = 1024
-
-function checkKey(key: unknown, syscall: string): string {
-  if (typeof key !== 'string' || key === '') throw fsError('EINVAL', syscall, String(key), 'snapshot key must be a non-empty string')
-  if (key.includes('\0') || key.length > MAX_KEY) throw fsError('EINVAL', syscall, key, `snapshot key must be at most ${MAX_KEY} characters without NUL`)
-  return key
-}
 
 const info = (name: string, r: SnapshotRecord): SnapshotInfo => ({ name, kind: r.kind, parent: r.parent, labels: { ...r.labels }, created: r.created, updated: r.updated })
 
@@ -94,8 +88,7 @@ export class Store {
 
   private async committedParent(parent: string | undefined, syscall: string): Promise<string> {
     if (parent === undefined || parent === '') return ''
-    const r = await this.record(parent, syscall)
-    if (r.kind !== 'committed') throw fsError('EINVAL', syscall, parent, `parent '${parent}' is ${r.kind}; only committed snapshots can be parents`)
+    assertCommittedParent(await this.record(parent, syscall), parent, syscall)
     return parent
   }
 
@@ -107,15 +100,11 @@ export class Store {
     return new IndexTree(this.db, this.nodeCache, r.index, r.layer, r.links)
   }
 
-  private async assertFree(key: string, syscall: string): Promise<void> {
-    if (await this.db.get(snapshotKey(checkKey(key, syscall)))) throw fsError('EEXIST', syscall, key, `snapshot '${key}' already exists`)
-  }
-
   /** An active snapshot: the parent's tree with a new writable layer on top. */
   async prepare(key: string, parent?: string, opts: { labels?: Record<string, string> } = {}): Promise<SnapshotInfo> {
     this.assertOpen()
     return this.lock.run(async () => {
-      await this.assertFree(key, 'prepare')
+      await assertFree(this.db, key, 'prepare')
       const p = await this.committedParent(parent, 'prepare')
       const tree = await this.tree(p)
       const layer = `l${(await this.layers.alloc()).toString(16)}`
@@ -137,7 +126,7 @@ export class Store {
   async view(key: string, parent: string, opts: { labels?: Record<string, string> } = {}): Promise<SnapshotInfo> {
     this.assertOpen()
     return this.lock.run(async () => {
-      await this.assertFree(key, 'view')
+      await assertFree(this.db, key, 'view')
       const p = await this.committedParent(parent, 'view')
       const now = Date.now()
       const rec: SnapshotRecord = { kind: 'view', parent: p, labels: checkLabels(opts.labels, 'view', key), created: now, updated: now }
@@ -159,10 +148,10 @@ export class Store {
     return this.lock.run(async () => {
       const r = await this.record(key, 'commit')
       if (r.kind !== 'active' || !r.layer) throw fsError('EINVAL', 'commit', key, `'${key}' is ${r.kind}; only active snapshots can be committed`)
-      if (name !== key) await this.assertFree(name, 'commit')
+      if (name !== key) await assertFree(this.db, name, 'commit')
       const live = this.liveTables.get(key)
       if (live && live.size > 0) throw fsError('EBUSY', 'commit', key, `'${key}' has ${live.size} open file(s); close them before committing`)
-      const layer = new StoreLayer(r.layer, this.db)
+      const layer = await LoadedLayer.load(new StoreLayer(r.layer, this.db))
       const parentTree = r.parent === '' ? undefined : ((await this.tree(r.parent)) as IndexTree)
       const txn = this.db.txn()
       const index = await buildIndex({ db: this.db, cache: this.nodeCache, txn, allocNodeId: async () => (await this.nodes.alloc()).toString(16) }, layer, parentTree)
@@ -171,14 +160,10 @@ export class Store {
       // Names of a hard-linked inode may stay in lower layers while its record moves up: every
       // record of such an inode here is the newest, and so is one that none of its names is in
       // this layer (its other names were unlinked here, leaving a single lower name).
-      const unnamed = new Set<number>()
-      for await (const [ino, rec] of layer.inodes()) {
-        if (isDirType((rec.mode >> 12) & 0xf)) continue
-        if (rec.nlink > 1 || ino in links) links[ino] = r.layer
-        else unnamed.add(ino)
+      const named = layer.namedInodes()
+      for (const [ino, nlink] of layer.fileLinks) {
+        if (nlink > 1 || ino in links || !named.has(ino)) links[ino] = r.layer
       }
-      if (unnamed.size > 0) for await (const [, , e] of layer.allEntries()) unnamed.delete(e[0])
-      for (const ino of unnamed) links[ino] = r.layer
       const now = Date.now()
       const rec: SnapshotRecord = { kind: 'committed', parent: r.parent, layer: r.layer, index, labels: { ...r.labels, ...labels }, created: now, updated: now }
       if (Object.keys(links).length > 0) rec.links = links
@@ -264,7 +249,11 @@ export class Store {
     return new SnapshotFs(() => this.overlayFor(key, opts), creds, this.dev)
   }
 
-  private async overlayFor(key: string, opts: FsOptions): Promise<Overlay> {
+  /**
+   * The overlay of a snapshot, shared by every SnapshotFs of the same key and options. Internal:
+   * the importer works on nodes it has resolved rather than on paths.
+   */
+  async overlayFor(key: string, opts: FsOptions): Promise<Overlay> {
     this.assertOpen()
     const cacheKey = `${key}\0${opts.redirectDir ?? 'on'}\0${opts.redirectMax ?? ''}\0${opts.redirectAlwaysFollow === true}`
     let ov = this.overlays.get(cacheKey)
@@ -357,22 +346,6 @@ export class Store {
 function splitLabel(l: string): [string, string | undefined] {
   const i = l.indexOf('=')
   return i < 0 ? [l, undefined] : [l.slice(0, i), l.slice(i + 1)]
-}
-
-function checkLabels(labels: unknown, syscall: string, key: string): Record<string, string> {
-  if (labels === undefined) return {}
-  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw fsError('EINVAL', syscall, key, 'labels must be an object of strings')
-  for (const [k, v] of Object.entries(labels)) {
-    if (k === '' || typeof v !== 'string') throw fsError('EINVAL', syscall, key, `label '${k}' must have a non-empty name and a string value`)
-  }
-  return { ...(labels as Record<string, string>) }
-}
-
-function checkCreds(c: Creds, key: string): Creds {
-  const ok = (n: unknown): boolean => Number.isInteger(n) && (n as number) >= 0 && (n as number) < 2 ** 32
-  const groups: unknown = c.groups ?? []
-  if (!ok(c.uid) || !ok(c.gid) || !Array.isArray(groups) || !groups.every(ok)) throw fsError('EINVAL', 'open', key, 'creds need integer uid, gid and groups')
-  return { uid: c.uid, gid: c.gid, groups: [...(c.groups ?? [])] }
 }
 
 export type { SnapshotKind }

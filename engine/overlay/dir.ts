@@ -49,14 +49,14 @@ export async function link(ov: Overlay, creds: Creds, existing: string, newPath:
     const { dir, name } = await ov.resolveParent(newPath, creds, 'link')
     const upper = ov.writable('link', newPath)
     if ((await lookupChild(ov.ctx, dir, name)).node) throw fsError('EEXIST', 'link', newPath)
-    // after the new name's checks, as linkat(2) answers
-    if (isDirType(src.type)) throw fsError('EPERM', 'link', existing)
-    checkDirWrite(creds, await ov.inodeOf(dir), 'link', newPath)
     const srcRec = await ov.inodeOf(src)
     // protected_hardlinks: others may link only a regular file they can read and write that is
     // neither setuid nor executable setgid (the kernel's safe_hardlink_source)
     const safeSource = typeOf(srcRec.mode) === T.REG && !(srcRec.mode & 0o4000) && (srcRec.mode & 0o2010) !== 0o2010 && permits(creds, srcRec, MAY_READ | MAY_WRITE)
     if (creds.uid !== 0 && creds.uid !== srcRec.uid && !safeSource) throw fsError('EPERM', 'link', existing)
+    checkDirWrite(creds, await ov.inodeOf(dir), 'link', newPath)
+    // last, as linkat(2) answers: new name, may_linkat, may_create, then the dir refusal
+    if (isDirType(src.type)) throw fsError('EPERM', 'link', existing)
     await copyUp(ov, src, 'link')
     await copyUp(ov, dir, 'link')
     const rec = await ov.inodeOf(src)
@@ -106,8 +106,9 @@ export async function unlink(ov: Overlay, creds: Creds, path: string): Promise<v
     ov.writable('unlink', path)
     const node = (await lookupChild(ov.ctx, dir, name)).node
     if (!node) throw fsError('ENOENT', 'unlink', path)
-    if (isDirType(node.type)) throw fsError('EISDIR', 'unlink', path)
+    // may_delete checks permission and the sticky rule before the type
     await checkRemove(ov, creds, dir, node, 'unlink', path)
+    if (isDirType(node.type)) throw fsError('EISDIR', 'unlink', path)
     await copyUp(ov, dir, 'unlink')
     const txn = ov.env.db.txn()
     await dropLink(ov, node, txn)
@@ -131,8 +132,8 @@ export async function rmdir(ov: Overlay, creds: Creds, path: string): Promise<vo
     ov.writable('rmdir', path)
     const node = (await lookupChild(ov.ctx, dir, name)).node
     if (!node) throw fsError('ENOENT', 'rmdir', path)
-    if (!isDirType(node.type)) throw fsError('ENOTDIR', 'rmdir', path)
     await checkRemove(ov, creds, dir, node, 'rmdir', path)
+    if (!isDirType(node.type)) throw fsError('ENOTDIR', 'rmdir', path)
     if (!(await isEmptyDir(ov, node))) throw fsError('ENOTEMPTY', 'rmdir', path)
     await copyUp(ov, dir, 'rmdir')
     const txn = ov.env.db.txn()
@@ -172,21 +173,24 @@ export async function rename(ov: Overlay, creds: Creds, from: string, to: string
     const dstPath = joinPath(dst.dir.path, dst.name)
     if (isDirType(s.type) && dstPath !== s.path && isInside(dstPath, s.path)) throw fsError('EINVAL', 'rename', from)
     if (d && isDirType(d.type) && d.path !== s.path && isInside(s.path, d.path)) throw fsError(exchange ? 'EINVAL' : 'ENOTEMPTY', 'rename', to)
+    // In vfs_rename's order: one inode under both names needs nothing (no permission either);
+    // then removing the source, creating or replacing the target (with its type checks), the
+    // '..' rule, and last the target dir's emptiness.
+    if (d && d.ino === s.ino && !isDirType(s.type)) return
+    if (d && s.path === d.path) return
     await checkRemove(ov, creds, src.dir, s, 'rename', from)
-    checkDirWrite(creds, await ov.inodeOf(dst.dir), 'rename', to)
-    if (d) await checkRemove(ov, creds, dst.dir, d, 'rename', to)
+    if (!d) checkDirWrite(creds, await ov.inodeOf(dst.dir), 'rename', to)
+    else {
+      await checkRemove(ov, creds, dst.dir, d, 'rename', to)
+      if (!exchange && isDirType(s.type) && !isDirType(d.type)) throw fsError('ENOTDIR', 'rename', to)
+      if (!exchange && !isDirType(s.type) && isDirType(d.type)) throw fsError('EISDIR', 'rename', to)
+    }
     if (src.dir.ino !== dst.dir.ino) {
       // a dir that changes parent has its '..' rewritten: that needs write access to the dir itself
       if (isDirType(s.type)) checkAccess(creds, await ov.inodeOf(s), MAY_WRITE, 'rename', from)
       if (exchange && d && isDirType(d.type)) checkAccess(creds, await ov.inodeOf(d), MAY_WRITE, 'rename', to)
     }
-    if (d && d.ino === s.ino && !isDirType(s.type)) return // two names of one inode: nothing to do
-    if (d && s.path === d.path) return
-    if (d && !exchange) {
-      if (isDirType(s.type) && !isDirType(d.type)) throw fsError('ENOTDIR', 'rename', to)
-      if (!isDirType(s.type) && isDirType(d.type)) throw fsError('EISDIR', 'rename', to)
-      if (isDirType(d.type) && !(await isEmptyDir(ov, d))) throw fsError('ENOTEMPTY', 'rename', to)
-    }
+    if (d && !exchange && isDirType(d.type) && !(await isEmptyDir(ov, d))) throw fsError('ENOTEMPTY', 'rename', to)
     // Work out the redirect before changing anything, so a refusal changes nothing.
     const redirectFor = (n: OvlNode, newParent: OvlNode): string | undefined | null => {
       if (!isDirType(n.type) || !n.lower) return null

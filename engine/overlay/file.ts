@@ -58,7 +58,7 @@ export class FileHandle {
       // The end of the file is read under the lock, so concurrent appends never overlap.
       const rec = await this.live.current()
       const pos = this.flags & O_APPEND || position === undefined ? rec.size : position
-      const mode = this.creds.uid !== 0 && rec.mode & 0o6000 ? killPriv(rec.mode) : undefined
+      const mode = this.creds.uid !== 0 && rec.mode & 0o6000 ? killPriv(this.creds, rec) : undefined
       await this.live.write(buffer.subarray(offset, offset + length), pos, mode)
     })
     return { bytesWritten: length, buffer }
@@ -67,7 +67,10 @@ export class FileHandle {
   async truncate(len = 0): Promise<void> {
     this.check('ftruncate', true)
     if (len < 0) throw fsError('EINVAL', 'ftruncate', this.path)
-    await this.ov.env.lock.run(() => this.live.truncate(len))
+    await this.ov.env.lock.run(async () => {
+      const rec = await this.live.current()
+      await this.live.truncate(len, this.creds.uid !== 0 && rec.mode & 0o6000 ? killPriv(this.creds, rec) : undefined)
+    })
   }
 
   async sync(): Promise<void> {
@@ -155,8 +158,10 @@ export async function openFile(ov: Overlay, creds: Creds, path: string, flagsIn:
       ov.live.set(node!.ino, live)
     }
     live.opens++
-    if (flags & O_TRUNC && !created && (await live.current()).size > 0) {
-      await live.truncate(0)
+    if (flags & O_TRUNC && !created) {
+      // even an empty file gets new times, and loses setuid to a truncate by others than root
+      const rec = await live.current()
+      await live.truncate(0, creds.uid !== 0 && rec.mode & 0o6000 ? killPriv(creds, rec) : undefined)
       await live.flush()
     }
     return new FileHandle(ov, live, flags, path, creds, dev)

@@ -42,7 +42,7 @@ export async function chown(ov: Overlay, creds: Creds, path: string, uid: number
       uid: uid === -1 ? r.uid : uid,
       gid: gid === -1 ? r.gid : gid,
       // the kernel drops the bits on every chown of a non-dir, -1, -1 included
-      mode: typeOf(r.mode) !== T.LNK ? killPriv(r.mode) : r.mode,
+      mode: typeOf(r.mode) !== T.LNK ? killPriv(creds, r) : r.mode,
     }))
   })
 }

@@ -13,6 +13,8 @@ const FLUSH_BYTES = 16 * 1024 * 1024
 export class LiveInode {
   opens = 0
   private content?: FileContent
+  /** Record fields changed with no data change, still to be flushed. */
+  private recordChanged = false
 
   constructor(private readonly ov: Overlay, readonly ino: number, private rec: InodeRecord, public inUpper: boolean, readonly path: string) {}
 
@@ -50,11 +52,13 @@ export class LiveInode {
     if (c.dirtyBytes > FLUSH_BYTES) await this.flush()
   }
 
-  async truncate(size: number): Promise<void> {
+  async truncate(size: number, mode?: number): Promise<void> {
     const c = await this.data()
     await c.truncate(size)
     const now = nowTimespec()
-    this.rec = { ...this.rec, size, mtime: now, ctime: now }
+    this.rec = { ...this.rec, size, mtime: now, ctime: now, mode: mode ?? this.rec.mode }
+    // a truncate to the same size changes no data but still the times (and maybe the mode)
+    this.recordChanged = true
   }
 
   get dirty(): boolean {
@@ -72,7 +76,7 @@ export class LiveInode {
    */
   async flush(durable = false): Promise<void> {
     const c = this.content
-    const pending = this.inUpper && this.ov.upper && this.rec.nlink > 0 && c?.isChanged === true
+    const pending = this.inUpper && this.ov.upper && this.rec.nlink > 0 && c !== undefined && (c.isChanged || this.recordChanged)
     if (!pending) {
       if (durable) await this.ov.env.db.syncLog()
       return
@@ -82,6 +86,7 @@ export class LiveInode {
     this.rec = { ...this.rec, ...fields }
     this.ov.upper!.putInode(txn, this.ino, this.rec)
     await txn.commit(durable)
+    this.recordChanged = false
   }
 
   unlinked(): void {

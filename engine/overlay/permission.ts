@@ -46,7 +46,8 @@ export function checkSticky(creds: Creds, dir: Owned, victim: Owned, syscall: st
 export function chmodResult(creds: Creds, ino: Owned, mode: number, path: string): number {
   if (!isOwner(creds, ino)) throw fsError('EPERM', 'chmod', path)
   let perm = mode & 0o7777
-  if (creds.uid !== 0 && !inGroup(creds, ino.gid) && typeOf(ino.mode) !== T.DIR) perm &= ~0o2000
+  // as setattr_prepare: dirs too (verified on Linux 6.x)
+  if (creds.uid !== 0 && !inGroup(creds, ino.gid)) perm &= ~0o2000
   return (ino.mode & ~0o7777) | perm
 }
 
@@ -58,17 +59,18 @@ export function checkChown(creds: Creds, ino: Owned, uid: number, gid: number, p
   const uidOk = uid === -1 || (owner && uid === ino.uid)
   const gidOk = gid === -1 || (owner && (gid === ino.gid || inGroup(creds, gid)))
   // Every chown drops setuid (see killPriv): a mode change, which only the owner may make.
-  const dropsBits = killPriv(ino.mode) !== ino.mode
+  const dropsBits = killPriv(creds, ino) !== ino.mode
   if (!uidOk || !gidOk || (dropsBits && !owner)) throw fsError('EPERM', 'chown', path)
 }
 
 /**
- * Mode after a chown of a non-dir (any caller) or a write by a non-root caller: setuid goes, and
- * setgid goes when the file is group-executable.
+ * Mode after a chown of a non-dir (any caller) or a write or truncate by a non-root caller: setuid
+ * goes, and setgid goes when the file is group-executable or `creds` is outside its group.
  */
-export function killPriv(mode: number): number {
-  if (typeOf(mode) === T.DIR) return mode
-  let m = mode & ~0o4000
-  if (m & 0o010) m &= ~0o2000
+export function killPriv(creds: Creds, ino: Owned): number {
+  if (typeOf(ino.mode) === T.DIR) return ino.mode
+  let m = ino.mode & ~0o4000
+  // setattr_should_drop_sgid (Linux 6.x): also when the caller is outside the file's group
+  if (m & 0o2000 && (m & 0o010 || (creds.uid !== 0 && !inGroup(creds, ino.gid)))) m &= ~0o2000
   return m
 }

@@ -14,10 +14,15 @@ export function writeInode(ov: Overlay, txn: Txn, ino: number, rec: InodeRecord)
 
 /** Directory modified: new mtime and ctime, and its link count moved by `nlinkDelta`. */
 export function touchDir(ov: Overlay, txn: Txn, dir: OvlNode, rec: InodeRecord, nlinkDelta = 0): InodeRecord {
-  const now = nowTimespec()
-  const next = { ...rec, mtime: now, ctime: now, nlink: Math.max(1, rec.nlink + nlinkDelta) }
+  const next = touchedDirRecord(rec, nlinkDelta)
   writeInode(ov, txn, dir.ino, next)
   return next
+}
+
+/** The record of a directory after a name was added or removed in it. */
+export function touchedDirRecord(rec: InodeRecord, nlinkDelta = 0): InodeRecord {
+  const now = nowTimespec()
+  return { ...rec, mtime: now, ctime: now, nlink: Math.max(1, rec.nlink + nlinkDelta) }
 }
 
 /** Write and search permission on a directory, needed to add or remove names in it. */
@@ -33,7 +38,8 @@ export function newInodeRecord(creds: Creds, dirRec: InodeRecord, mode: number, 
   if (dirRec.mode & 0o2000) {
     gid = dirRec.gid
     if ((m & 0o170000) === T.DIR << 12) m |= 0o2000
-    else if (m & 0o2000 && !inGroup(creds, gid) && creds.uid !== 0) m &= ~0o2000
+    // mode_strip_sgid (Linux 6.x): only a group-executable setgid file is stripped
+    else if ((m & 0o2010) === 0o2010 && !inGroup(creds, gid) && creds.uid !== 0) m &= ~0o2000
   }
   return { mode: m, uid: creds.uid, gid, rdev: 0, size: 0, nlink: isDirType((m & 0o170000) >> 12) ? 2 : 1, atime: now, mtime: now, ctime: now, ...extra }
 }

@@ -73,7 +73,10 @@ export class ChunkStore {
     return out as Buffer[]
   }
 
-  /** Stores `data` (deduplicated) within `txn` and returns its ref. */
+  /**
+   * Stores `data` (deduplicated) within `txn` and returns its ref. The txn keeps `data` itself
+   * until it is committed: the caller must not change it.
+   */
   async put(data: Buffer, txn: Txn): Promise<Buffer> {
     const hash = this.hasher(data)
     const ref = Buffer.allocUnsafe(REF_SIZE)
@@ -87,7 +90,7 @@ export class ChunkStore {
       if (existing === null) {
         // Not cached until read back from the db: a txn that is never committed must not leave a
         // cached chunk that later puts would dedup against.
-        txn.putRaw(key, Buffer.from(data))
+        txn.putRaw(key, data)
         return Buffer.from(ref)
       }
       if (existing.equals(data)) return Buffer.from(ref)
@@ -114,7 +117,7 @@ export class ChunkStore {
       // the txn first: an equal chunk earlier in this call is already in it
       const existing = this.cache.get(refHex(refs[i])) ?? txn.pending(keys[i]) ?? stored.get(i) ?? null
       if (existing === null) {
-        txn.putRaw(keys[i], Buffer.from(datas[i]))
+        txn.putRaw(keys[i], datas[i])
         out.push(refs[i])
       } else if (existing.equals(datas[i])) {
         out.push(refs[i])

@@ -1,5 +1,5 @@
-import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
+import { mkdirSync, readFileSync, writeFileSync, rmSync, statSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { Level as LevelDB } from 'level'
 import { decode, encode } from './codec.js'
 import { FORMAT_KEY, prefixRange } from './keys.js'
@@ -26,7 +26,7 @@ export class Db {
 
   static async open(dir: string): Promise<Db> {
     try {
-      mkdirSync(dir, { recursive: true })
+      makeDirs(dir)
     } catch (err) {
       throw new StoreError('EIO', `cannot open store ${dir}: ${(err as Error).message}`)
     }
@@ -122,6 +122,23 @@ export class Db {
   txn(): Txn {
     return new Txn(this.level)
   }
+}
+
+/**
+ * mkdir -p, one level at a time: node's recursive mkdir spins forever where mkdir answers ENOENT
+ * under an existing parent (as in /proc).
+ */
+function makeDirs(dir: string): void {
+  try {
+    if (statSync(dir).isDirectory()) return
+  } catch (err) {
+    if (!isCode(err, 'ENOENT')) throw err
+    const parent = dirname(dir)
+    if (parent !== dir) makeDirs(parent)
+    mkdirSync(dir)
+    return
+  }
+  throw Object.assign(new Error(`${dir} exists and is not a directory`), { code: 'ENOTDIR' })
 }
 
 function lockedMessage(dir: string): string {

@@ -108,7 +108,7 @@ export class FileContent {
       const keepTo = Math.min(CHUNK_SIZE, Math.max(0, this.size - chunkStart))
       let buf: Buffer
       if (from === 0 && to >= keepTo) {
-        buf = Buffer.alloc(to)
+        buf = Buffer.allocUnsafe(to) // every byte of it is written below
       } else {
         const old = await this.chunk(i)
         buf = Buffer.alloc(Math.max(to, Math.min(old.length, keepTo)))
@@ -188,7 +188,8 @@ export class FileContent {
     this.changed = false
     if (n <= PAGE_REFS) return { size: this.size, inline: undefined, chunks: Buffer.from(this.refs), pages: undefined }
     const pageBodies: Buffer[] = []
-    for (let off = 0; off < this.refs.length; off += PAGE_REFS * REF_SIZE) pageBodies.push(this.refs.subarray(off, off + PAGE_REFS * REF_SIZE))
+    // copies: the store keeps what it is given, and later writes change `refs` in place
+    for (let off = 0; off < this.refs.length; off += PAGE_REFS * REF_SIZE) pageBodies.push(Buffer.from(this.refs.subarray(off, off + PAGE_REFS * REF_SIZE)))
     const pages = await this.chunks.putMany(pageBodies, txn)
     return { size: this.size, inline: undefined, chunks: undefined, pages: Buffer.concat(pages) }
   }

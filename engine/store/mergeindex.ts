@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache'
 import type { Db, Txn } from './db.js'
 import { inodeKey, nodeKey } from './keys.js'
 import { ROOT_INO, type InodeRecord } from './records.js'
-import type { StoreLayer } from './layer.js'
+import type { LoadedLayer } from './loadedlayer.js'
 import { fsError } from '../errors.js'
 import { T, isDirType, type LowerNode, type LowerTree } from '../overlay/node.js'
 import { lowerPathLookup } from '../overlay/namei.js'
@@ -131,17 +131,17 @@ export interface BuildContext {
  * Builds the index of `layer` over `parent` (undefined: the empty tree) and returns the root node
  * id. Store layers were written by Strata, so their redirects are trusted and always followed.
  */
-export async function buildIndex(ctx: BuildContext, layer: StoreLayer, parent: IndexTree | undefined): Promise<string> {
+export async function buildIndex(ctx: BuildContext, layer: LoadedLayer, parent: IndexTree | undefined): Promise<string> {
   const lower: LowerTree = parent ?? new EmptyTree()
   const redirectCfg = { policy: 'on' as const, max: 4096, alwaysFollow: true }
 
   const buildDir = async (dirIno: number, lowerDir: IndexLowerNode | undefined, path: string): Promise<string> => {
     const changes = new Map<string, IndexEntry | null>()
-    for (const [name, rec] of await layer.entries(dirIno)) {
+    for (const [name, rec] of layer.entries(dirIno)) {
       if (isWhiteoutEntry(rec)) { changes.set(name, null); continue }
       const [ino, type] = rec
       if (!isDirType(type)) { changes.set(name, [name, ino, type, layer.id]); continue }
-      const inode = await layer.inode(ino)
+      const inode = layer.dirInode(ino)
       let lowerChild: LowerNode | undefined
       if (!isOpaqueDir(inode)) {
         if (inode?.redirect !== undefined) {

@@ -1,5 +1,5 @@
 import type { SnapshotFs, Stats } from '../../engine/index.js'
-import { hashOf, type Desc, type DirEntryValue, type Kind, type Outcome, type Value } from './tree.js'
+import { hashOf, type Desc, type DirEntryValue, type Kind, type Outcome, type Value } from './values.js'
 
 /**
  * Turning what the store shows into the model's terms, and comparing the two. Fields the model
@@ -45,7 +45,8 @@ export async function describeStore(fs: SnapshotFs, path: string, st: Stats, fol
   const type = kindOfMode(st.mode)
   const d: Desc = { type: type as Kind, mode: st.mode, uid: st.uid, gid: st.gid, ino: st.ino, nlink: st.nlink, xattrs: {}, atime: st.atimeNs, mtime: st.mtimeNs }
   if (type !== 'dir') d.size = st.size
-  if (type === 'file') d.hash = hashOf(await fs.readFile(path))
+  // an empty file has nothing to read (and a big dir of them stays quick to compare)
+  if (type === 'file') d.hash = hashOf(st.size === 0 ? Buffer.alloc(0) : await fs.readFile(path))
   if (type === 'symlink') d.target = await fs.readlink(path)
   for (const name of (await fs.listxattr(path, { follow })).sort()) {
     d.xattrs[name] = (await fs.getxattr(path, name, { follow })).toString('hex')
@@ -85,8 +86,7 @@ const fmt = (v: unknown): string => (typeof v === 'bigint' ? `${v}n` : typeof v 
 export async function captureStore(fs: SnapshotFs): Promise<{ tree: Map<string, Desc>; problems: string[] }> {
   const tree = new Map<string, Desc>()
   const problems: string[] = []
-  const visit = async (path: string): Promise<void> => {
-    const st = await fs.lstat(path)
+  const visit = async (path: string, st: Stats): Promise<void> => {
     const d = await describeStore(fs, path, st)
     tree.set(path, d)
     if (d.type !== 'dir') return
@@ -95,10 +95,10 @@ export async function captureStore(fs: SnapshotFs): Promise<{ tree: Map<string, 
       const cst = await fs.lstat(child)
       if (e.ino !== cst.ino) problems.push(`${child}: readdir ino ${e.ino} but lstat ino ${cst.ino}`)
       if (kindOfDirent(e) !== kindOfMode(cst.mode)) problems.push(`${child}: readdir type ${kindOfDirent(e)} but lstat type ${kindOfMode(cst.mode)}`)
-      await visit(child)
+      await visit(child, cst)
     }
   }
-  await visit('/')
+  await visit('/', await fs.lstat('/'))
   return { tree, problems }
 }
 

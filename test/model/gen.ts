@@ -1,7 +1,8 @@
 import { RENAME_EXCHANGE, RENAME_NOREPLACE } from '../../engine/index.js'
 import type { Rng } from './prng.js'
-import type { Op } from './ops.js'
-import { ModelError, type FsModel, type MNode } from './tree.js'
+import type { Op, OpBody } from './ops.js'
+import { ModelError, type FsModel } from './tree.js'
+import type { MNode } from './values.js'
 
 /**
  * Random operations, biased towards what finds bugs in a layered store: a small pool of names so
@@ -153,8 +154,18 @@ export class OpGen {
 
   // ---- operations ----
 
+  /** Who runs an op: mostly root, often one of two users. */
+  caller(): number {
+    return this.rng.weighted([[0, 60], [1, 25], [2, 15]])
+  }
+
   /** The next operation; names are created more while the tree is small and removed more while it is big. */
   next(m: FsModel, names: number): Op {
+    const as = this.caller()
+    return { ...this.body(m, names), as }
+  }
+
+  private body(m: FsModel, names: number): OpBody {
     const grow = names < 12 ? 3 : names > 70 ? 0.3 : 1
     const shrink = names > 70 ? 3 : 1
     const k = this.rng.weighted([
@@ -162,7 +173,7 @@ export class OpGen {
       ['mkdir', 7 * grow], ['rmdir', 5 * shrink], ['unlink', 6 * shrink], ['rename', 12], ['link', 5],
       ['symlink', 4], ['readlink', 2], ['mknod', 1], ['chmod', 3], ['chown', 3], ['utimes', 4],
       ['setxattr', 4], ['removexattr', 2], ['getxattr', 1], ['listxattr', 1], ['stat', 3], ['readdir', 3],
-      ['bulk', 0.4],
+      ['bulk', 0.6],
     ] as const)
     const r = this.rng
     switch (k) {
@@ -213,15 +224,15 @@ export class OpGen {
    * Grows a dir past one page of the merged index (1024 names) over a commit or two, or removes a
    * run of names from the biggest dir, so that later commits rewrite single pages of it.
    */
-  private bulk(m: FsModel): Op {
+  private bulk(m: FsModel): OpBody {
     const r = this.rng
-    const remove = r.chance(0.4)
-    const dir = remove ? biggestDir(m) : (this.existing(m, isDir, { root: true }) ?? '/')
-    return { k: 'bulk', dir, remove, first: r.range(0, 900), count: remove ? r.range(50, 500) : r.range(300, 700) }
+    const remove = r.chance(0.35)
+    const dir = remove || r.chance(0.7) ? biggestDir(m) : (this.existing(m, isDir, { root: true }) ?? '/')
+    return { k: 'bulk', dir, remove, first: r.range(0, 1000), count: remove ? r.range(50, 400) : r.range(400, 800) }
   }
 
   /** Renames over every kind of target: new names, same-kind and other-kind names, into itself, onto an ancestor. */
-  private rename(m: FsModel): Op {
+  private rename(m: FsModel): OpBody {
     const r = this.rng
     const from = r.chance(0.9) ? (this.existing(m) ?? this.path(m)) : this.path(m)
     const to = r.weighted<() => string>([

@@ -7,7 +7,9 @@ import { OpGen } from './gen.js'
 import { applyModel, describeOp, isReadOnlyOp, runStore, touchedPaths, type Op } from './ops.js'
 import { Rng } from './prng.js'
 import { runSession } from './session.js'
-import { FsModel, captureModel } from './tree.js'
+import { CALLERS } from './perm.js'
+import { FsModel } from './tree.js'
+import { captureModel } from './describe.js'
 
 /**
  * One seeded run: random operations on an active snapshot and on the model side by side, with
@@ -43,7 +45,8 @@ class Run {
   private readonly log: string[] = []
   private readonly commits: Array<{ name: string; model: FsModel }> = []
   private store!: Store
-  private fs!: SnapshotFs
+  /** The active snapshot's fs for each of CALLERS. */
+  private fsAs: SnapshotFs[] = []
   private active = 'active-0'
   private opIndex = 0
 
@@ -56,7 +59,7 @@ class Run {
     this.store = await Store.open({ path: this.path })
     try {
       await this.store.prepare(this.active)
-      this.fs = this.store.fs(this.active)
+      this.openFs()
       const fullEvery = this.opts.fullEvery ?? 40
       for (this.opIndex = 0; this.opIndex < this.opts.ops; this.opIndex++) {
         await this.step()
@@ -82,14 +85,14 @@ class Run {
     }
     if (layerOp === 'session') {
       this.log.push(`#${this.opIndex} session`)
-      const problem = await this.guard(() => runSession({ gen: this.gen, model: this.model, fs: this.fs, inos: this.inos, log: (l) => this.log.push(l) }))
+      const problem = await this.guard(() => runSession({ gen: this.gen, model: this.model, fsAs: this.fsAs, inos: this.inos, log: (l) => this.log.push(l) }))
       if (problem) this.fail(problem)
       return
     }
     const op = this.gen.next(this.model, this.countNames())
     this.log.push(`#${this.opIndex} ${describeOp(op)}`)
     const exp = applyModel(this.model, op)
-    const act = await this.guard(() => runStore(this.fs, op))
+    const act = await this.guard(() => runStore(this.fsAs[op.as], op, this.fsAs[0]))
     const diff = diffOutcome(exp, act, this.inos)
     if (diff.length > 0) this.fail(diff.join('; '))
     if (!isReadOnlyOp(op)) await this.checkPaths(op)
@@ -98,8 +101,8 @@ class Run {
   /** After a change, the names it touched and their parents must look the same on both sides. */
   private async checkPaths(op: Op): Promise<void> {
     for (const path of touchedPaths(op)) {
-      const stat: Op = { k: 'stat', path, follow: false }
-      const diff = diffOutcome(applyModel(this.model, stat), await this.guard(() => runStore(this.fs, stat)), this.inos)
+      const stat: Op = { k: 'stat', path, follow: false, as: 0 }
+      const diff = diffOutcome(applyModel(this.model, stat), await this.guard(() => runStore(this.fsAs[0], stat, this.fsAs[0])), this.inos)
       if (diff.length > 0) this.fail(`after the op, lstat ${path}: ${diff.join('; ')}`)
     }
   }
@@ -112,19 +115,23 @@ class Run {
     this.commits.push({ name, model: this.model.clone() })
     await this.store.prepare(next, name)
     this.active = next
-    this.fs = this.store.fs(next)
+    this.openFs()
   }
 
   private async reopen(): Promise<void> {
     this.log.push(`#${this.opIndex} close and reopen the store`)
     await this.store.close()
     this.store = await Store.open({ path: this.path })
-    this.fs = this.store.fs(this.active)
+    this.openFs()
+  }
+
+  private openFs(): void {
+    this.fsAs = CALLERS.map((creds) => this.store.fs(this.active, { creds }))
   }
 
   /** The whole active tree against the model, and committed trees against the model as it was then. */
   private async checkAll(everyCommit: boolean): Promise<void> {
-    await this.compareTree(this.fs, this.model, `active snapshot '${this.active}'`)
+    await this.compareTree(this.fsAs[0], this.model, `active snapshot '${this.active}'`)
     const commits = everyCommit ? this.commits : this.commits.slice(-1)
     for (const c of commits) await this.compareTree(this.store.fs(c.name), c.model, `committed snapshot '${c.name}'`)
   }
@@ -145,13 +152,12 @@ class Run {
     return lines.join('\n')
   }
 
+  /** How big the tree is for the generator's grow/shrink balance; a bulk-filled dir counts as a few names. */
   private countNames(): number {
     let n = 0
     const walk = (node: FsModel['root']): void => {
-      for (const child of node.entries.values()) {
-        n++
-        if (child.kind === 'dir') walk(child)
-      }
+      n += Math.min(node.entries.size, 30)
+      for (const child of node.entries.values()) if (child.kind === 'dir') walk(child)
     }
     walk(this.model.root)
     return n
@@ -172,7 +178,7 @@ class Run {
     const skipped = this.log.length - tail.length
     throw new ModelMismatch(
       `seed ${this.opts.seed}, op #${this.opIndex}: ${problem}\n` +
-        `reproduce: STRATA_MODEL_SEEDS=${this.opts.seed} STRATA_MODEL_OPS=${this.opIndex + 1} npm test\n` +
+        `reproduce: npx tsc -p . && STRATA_MODEL_SEEDS=${this.opts.seed} STRATA_MODEL_OPS=${this.opIndex + 1} node --test dist/test/model.test.js\n` +
         `operations${skipped > 0 ? ` (the first ${skipped} lines left out)` : ''}:\n${tail.join('\n')}\n` +
         `model tree now:\n${this.modelListing()}`,
     )

@@ -1,9 +1,16 @@
 import { FsError, type SnapshotFs } from '../../engine/index.js'
 import { describeStore } from './compare.js'
-import { dataValue, hashOf, type DirEntryValue, type FsModel, type Kind, type Outcome, type Value } from './tree.js'
+import { CALLERS } from './perm.js'
+import type { FsModel } from './tree.js'
+import { dataValue, hashOf, type DirEntryValue, type Kind, type Outcome, type Value } from './values.js'
 
 /** One file-system operation of a run, as plain data: applied to the model and to the store alike. */
-export type Op =
+export type Op = OpBody & {
+  /** Index in CALLERS of who runs it. */
+  as: number
+}
+
+export type OpBody =
   | { k: 'writeFile'; path: string; data: Buffer; mode: number; flag: 'w' | 'wx' | 'a' }
   | { k: 'writeAt'; path: string; pos: number; data: Buffer }
   | { k: 'truncate'; path: string; len: number }
@@ -35,6 +42,10 @@ const nf = (follow: boolean): string => (follow ? '' : ' nofollow')
 
 /** One line per op, enough to read a failing sequence (the seed reproduces the data). */
 export function describeOp(op: Op): string {
+  return (op.as === 0 ? '' : `[uid ${CALLERS[op.as].uid}] `) + describeBody(op)
+}
+
+function describeBody(op: Op): string {
   switch (op.k) {
     case 'writeFile': return `writeFile ${op.path} ${bytesLabel(op.data)} mode=${oct(op.mode)} flag=${op.flag}`
     case 'writeAt': return `writeAt ${op.path} @${op.pos} ${bytesLabel(op.data)}`
@@ -80,6 +91,7 @@ function bulkOutcome(op: Extract<Op, { k: 'bulk' }>, apply: (path: string) => Ou
 export const isReadOnlyOp = (op: Op): boolean => ['readFile', 'readlink', 'getxattr', 'listxattr', 'stat', 'readdir'].includes(op.k)
 
 export function applyModel(m: FsModel, op: Op): Outcome {
+  m.caller = CALLERS[op.as]
   switch (op.k) {
     case 'writeFile': return m.writeFile(op.path, op.data, op.mode, op.flag)
     case 'writeAt': return m.writeAt(op.path, op.pos, op.data)
@@ -117,7 +129,11 @@ export async function storeOutcome(fn: () => Promise<Value | void>): Promise<Out
   }
 }
 
-export function runStore(fs: SnapshotFs, op: Op): Promise<Outcome> {
+/**
+ * Runs `op` on `fs` (the caller's view). A stat's contents and xattrs are read through `rootFs`,
+ * as the model describes an inode whole whoever asks.
+ */
+export function runStore(fs: SnapshotFs, op: Op, rootFs: SnapshotFs): Promise<Outcome> {
   return storeOutcome(async (): Promise<Value | void> => {
     switch (op.k) {
       case 'writeFile':
@@ -158,7 +174,7 @@ export function runStore(fs: SnapshotFs, op: Op): Promise<Outcome> {
       case 'listxattr': return { t: 'names', v: (await fs.listxattr(op.path, { follow: op.follow })).sort() }
       case 'stat': {
         const st = op.follow ? await fs.stat(op.path) : await fs.lstat(op.path)
-        return { t: 'stat', d: await describeStore(fs, op.path, st, op.follow) }
+        return { t: 'stat', d: await describeStore(rootFs, op.path, st, op.follow) }
       }
       case 'readdir': {
         const entries: DirEntryValue[] = (await fs.readdir(op.path, { withFileTypes: true }))

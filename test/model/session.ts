@@ -2,7 +2,9 @@ import type { FileHandle, SnapshotFs } from '../../engine/index.js'
 import { type InoMap, diffOutcome } from './compare.js'
 import { bytesLabel, storeOutcome } from './ops.js'
 import type { OpGen } from './gen.js'
-import { dataValue, type FsModel, type MNode, type OpenFlag, type Outcome } from './tree.js'
+import { CALLERS, type Caller } from './perm.js'
+import type { FsModel, OpenFlag } from './tree.js'
+import { dataValue, type MNode, type Outcome } from './values.js'
 
 /**
  * A run of handle operations on open files: one or two handles (perhaps on two names of one
@@ -20,7 +22,8 @@ interface OpenPair {
 export interface SessionContext {
   gen: OpGen
   model: FsModel
-  fs: SnapshotFs
+  /** The snapshot's fs for each of CALLERS. */
+  fsAs: SnapshotFs[]
   inos: InoMap
   /** Records one step of the session in the run's log. */
   log: (line: string) => void
@@ -29,23 +32,26 @@ export interface SessionContext {
 const writable = (f: OpenFlag): boolean => f !== 'r'
 const isFile = (n: MNode): boolean => n.kind === 'file'
 
-/** Runs one session; returns the first difference found, or undefined. */
+/** Runs one session, all of it as one caller; returns the first difference found, or undefined. */
 export async function runSession(ctx: SessionContext): Promise<string | undefined> {
-  const { gen, model, fs } = ctx
+  const { gen, model } = ctx
   const rng = gen.rng
+  const as = gen.caller()
+  const run: RunAs = { ...ctx, fs: ctx.fsAs[as], caller: CALLERS[as] }
+  if (as !== 0) ctx.log(`  as uid ${run.caller.uid}`)
   const handles: OpenPair[] = []
   try {
     const first = gen.path(model, isFile, { followLast: true })
-    const problem = await openBoth(ctx, first, rng.pick<OpenFlag>(['r+', 'r+', 'w+', 'a+', 'r']), handles)
+    const problem = await openBoth(run, first, rng.pick<OpenFlag>(['r+', 'r+', 'w+', 'a+', 'r']), handles)
     if (problem || handles.length === 0) return problem
     if (rng.chance(0.5)) {
       const second = rng.chance(0.3) ? first : (gen.existing(model, isFile, { followLast: true }) ?? first)
-      const p = await openBoth(ctx, second, rng.pick<OpenFlag>(['r', 'r+']), handles)
+      const p = await openBoth(run, second, rng.pick<OpenFlag>(['r', 'r+']), handles)
       if (p) return p
     }
     const steps = rng.range(2, 8)
     for (let i = 0; i < steps; i++) {
-      const p = await step(ctx, handles, first)
+      const p = await step(run, handles, first)
       if (p) return p
     }
     return undefined
@@ -54,8 +60,14 @@ export async function runSession(ctx: SessionContext): Promise<string | undefine
   }
 }
 
-async function openBoth(ctx: SessionContext, path: string, flag: OpenFlag, handles: OpenPair[]): Promise<string | undefined> {
+interface RunAs extends SessionContext {
+  fs: SnapshotFs
+  caller: Caller
+}
+
+async function openBoth(ctx: RunAs, path: string, flag: OpenFlag, handles: OpenPair[]): Promise<string | undefined> {
   ctx.log(`  open ${path} ${flag} -> h${handles.length}`)
+  ctx.model.caller = ctx.caller
   const m = ctx.model.tryOpen(path, flag, 0o644)
   let store: FileHandle | undefined
   const act = await storeOutcome(async () => { store = await ctx.fs.open(path, flag, 0o644) })
@@ -69,9 +81,10 @@ async function openBoth(ctx: SessionContext, path: string, flag: OpenFlag, handl
   return undefined
 }
 
-async function step(ctx: SessionContext, handles: OpenPair[], firstPath: string): Promise<string | undefined> {
+async function step(ctx: RunAs, handles: OpenPair[], firstPath: string): Promise<string | undefined> {
   const { gen, model, fs } = ctx
   const rng = gen.rng
+  model.caller = ctx.caller
   const hi = rng.int(handles.length)
   const h = handles[hi]
   const kind = rng.weighted([['write', writable(h.flag) ? 5 : 0], ['read', 4], ['truncate', writable(h.flag) ? 2 : 0], ['fstat', 2], ['unlink', 1], ['replace', 1]] as const)
@@ -85,7 +98,7 @@ async function step(ctx: SessionContext, handles: OpenPair[], firstPath: string)
       const pos = append ? h.model.data.length : gen.position(h.model.data.length)
       const data = gen.dataAt(pos)
       ctx.log(`  h${hi} write @${append ? 'end' : pos} ${bytesLabel(data)}`)
-      model.writeNode(h.model, pos, data)
+      model.writeNode(h.model, pos, data, ctx.caller)
       return check({ ok: true }, await storeOutcome(async () => { await h.store.write(data, 0, data.length, append ? undefined : pos) }))
     }
     case 'read': {
@@ -102,7 +115,7 @@ async function step(ctx: SessionContext, handles: OpenPair[], firstPath: string)
     case 'truncate': {
       const len = gen.length(h.model.data.length)
       ctx.log(`  h${hi} ftruncate ${len}`)
-      model.truncateNode(h.model, len)
+      model.truncateNode(h.model, len, ctx.caller)
       return check({ ok: true }, await storeOutcome(() => h.store.truncate(len)))
     }
     case 'fstat': {

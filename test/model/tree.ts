@@ -1,38 +1,15 @@
-import { createHash } from 'node:crypto'
 import { RENAME_EXCHANGE, RENAME_NOREPLACE } from '../../engine/index.js'
+import { dataValue, type Kind, type MNode, type Outcome, type Value } from './values.js'
+import { describe, dirEntries } from './describe.js'
+import { CALLERS, MAY_EXEC, MAY_READ, MAY_WRITE, S_ISGID, afterChown, afterWrite, inGroup, isRoot, newOwnership, owns, permits, stickyRefuses, type Caller } from './perm.js'
 
 /**
  * The reference model: a plain POSIX tree in memory, with no layers at all. Every operation
- * answers what Linux answers for the caller root (errno precedence included), so any difference
- * from the store is a difference between Strata's overlay and a plain filesystem.
+ * answers what Linux answers (errno precedence included) for the caller in `caller`, so any
+ * difference from the store is a difference between Strata's overlay and a plain filesystem.
  */
 
-export type Kind = 'file' | 'dir' | 'symlink' | 'fifo'
-
-export const TYPE_BITS: Record<Kind, number> = { file: 0o100000, dir: 0o040000, symlink: 0o120000, fifo: 0o010000 }
-
 const SYMLOOP_MAX = 40
-
-export interface MNode {
-  /** Identity of the inode; names that share an MNode are hard links. */
-  id: number
-  kind: Kind
-  /** Permission bits (07777). */
-  perm: number
-  uid: number
-  gid: number
-  /** Names of a non-dir (dirs have exactly one). */
-  nlink: number
-  data: Buffer
-  target: string
-  entries: Map<string, MNode>
-  /** The dir holding a dir ('..'); the root is its own parent. */
-  parent: MNode | null
-  xattrs: Map<string, Buffer>
-  /** Known times in nanoseconds; undefined once an operation set them to "now". */
-  atime?: bigint
-  mtime?: bigint
-}
 
 /** An errno the model predicts. */
 export class ModelError extends Error {
@@ -44,49 +21,14 @@ const fail = (code: string): never => {
   throw new ModelError(code)
 }
 
-/** What a stat shows of one inode; `ino` is the model id here and st_ino on the store side. */
-export interface Desc {
-  type: Kind
-  mode: number
-  uid: number
-  gid: number
-  ino: number
-  nlink: number
-  /** Non-dirs only (a dir's st_size is not modelled). */
-  size?: number
-  /** Dirs only: how many subdirectories it holds, for the nlink rule. */
-  subdirs?: number
-  hash?: string
-  target?: string
-  xattrs: Record<string, string>
-  atime?: bigint
-  mtime?: bigint
-}
-
-export interface DirEntryValue {
-  name: string
-  type: Kind
-  ino: number
-}
-
-export type Value =
-  | { t: 'data'; size: number; hash: string }
-  | { t: 'text'; v: string }
-  | { t: 'names'; v: string[] }
-  | { t: 'stat'; d: Desc }
-  | { t: 'dir'; entries: DirEntryValue[] }
-
-export type Outcome = { ok: true; value?: Value } | { ok: false; code: string }
-
-export const hashOf = (b: Uint8Array): string => createHash('sha1').update(b).digest('hex')
-export const dataValue = (b: Uint8Array): Value => ({ t: 'data', size: b.length, hash: hashOf(b) })
-
 export type OpenFlag = 'r' | 'r+' | 'w' | 'wx' | 'w+' | 'a' | 'a+'
 const CREATES: ReadonlySet<OpenFlag> = new Set(['w', 'wx', 'w+', 'a', 'a+'])
 const TRUNCATES: ReadonlySet<OpenFlag> = new Set(['w', 'wx', 'w+'])
 
 export class FsModel {
   root: MNode
+  /** Who runs the next operations. */
+  caller: Caller = CALLERS[0]
   private nextId: number
 
   constructor() {
@@ -114,10 +56,11 @@ export class FsModel {
     m.root = copy(this.root, null)
     m.root.parent = m.root
     m.nextId = this.nextId
+    m.caller = CALLERS[0]
     return m
   }
 
-  // ---- path walk (fs/namei.c as root: no permission refusals) ----
+  // ---- path walk (fs/namei.c) ----
 
   /**
    * Resolves `path`. With `create`, a missing final name (also at the end of a followed symlink)
@@ -130,6 +73,7 @@ export class FsModel {
     while (queue.length > 0) {
       const name = queue.shift()!
       if (cur.kind !== 'dir') fail('ENOTDIR')
+      this.need(cur, MAY_EXEC)
       if (name === '.') continue
       if (name === '..') { cur = cur.parent!; continue }
       const child = cur.entries.get(name)
@@ -160,19 +104,28 @@ export class FsModel {
     if (name === undefined) return { dir: this.root }
     const dir = this.resolve('/' + parts.join('/'), true)
     if (dir.kind !== 'dir') fail('ENOTDIR')
+    this.need(dir, MAY_EXEC)
     return { dir, name }
   }
 
   // ---- helpers ----
 
+  /** EACCES unless the caller has `mask` on `node`. */
+  private need(node: MNode, mask: number): void {
+    if (!permits(this.caller, node, mask)) fail('EACCES')
+  }
+
+  /** may_delete, after the name is known to exist: write on the dir, then the sticky rule. */
+  private mayDelete(dir: MNode, victim: MNode): void {
+    this.need(dir, MAY_WRITE | MAY_EXEC)
+    if (stickyRefuses(this.caller, dir, victim)) fail('EPERM')
+  }
+
+  /** A new inode named `name` in `dir` (whose write permission the caller has checked). */
   private create(dir: MNode, name: string, kind: Kind, perm: number): MNode {
-    // inode_init_owner: a setgid dir hands its group down, and its setgid bit to subdirs
-    const setgidDir = (dir.perm & 0o2000) !== 0
-    const node = this.newNode(this.nextId++, kind, perm, 0, setgidDir ? dir.gid : 0)
-    if (kind === 'dir') {
-      node.parent = dir
-      if (setgidDir) node.perm |= 0o2000
-    }
+    const own = newOwnership(this.caller, dir, kind, perm)
+    const node = this.newNode(this.nextId++, kind, own.perm, own.uid, own.gid)
+    if (kind === 'dir') node.parent = dir
     dir.entries.set(name, node)
     dir.mtime = undefined
     return node
@@ -204,14 +157,17 @@ export class FsModel {
     const r = this.walk(path, !excl, creates)
     let node: MNode
     if ('dir' in r) {
+      this.need(r.dir, MAY_WRITE | MAY_EXEC)
       node = this.create(r.dir, r.name, 'file', mode & 0o7777)
     } else {
       node = r.node
       if (excl) fail('EEXIST')
+      // Strata answers EISDIR to any open of a dir, reads too (documented in overlay/file.ts)
       if (node.kind === 'dir') fail('EISDIR')
+      this.need(node, (flag === 'w' || flag === 'wx' || flag === 'a' ? 0 : MAY_READ) | (flag === 'r' ? 0 : MAY_WRITE))
       // Strata opens only regular files for data (documented in overlay/file.ts)
       if (node.kind !== 'file') fail('ENOTSUP')
-      if (TRUNCATES.has(flag)) this.truncateNode(node, 0)
+      if (TRUNCATES.has(flag)) this.truncateNode(node, 0, this.caller)
     }
     return node
   }
@@ -225,9 +181,10 @@ export class FsModel {
     }
   }
 
-  /** pwrite(2); writing nothing changes nothing, not even past the end. */
-  writeNode(node: MNode, pos: number, data: Uint8Array): void {
+  /** pwrite(2) by `by`; writing nothing changes nothing, not even past the end. */
+  writeNode(node: MNode, pos: number, data: Uint8Array, by: Caller): void {
     if (data.length === 0) return
+    node.perm = afterWrite(by, node)
     const end = pos + data.length
     if (end > node.data.length) {
       const grown = Buffer.alloc(end)
@@ -238,7 +195,8 @@ export class FsModel {
     node.mtime = undefined
   }
 
-  truncateNode(node: MNode, len: number): void {
+  truncateNode(node: MNode, len: number, by: Caller): void {
+    node.perm = afterWrite(by, node)
     const next = Buffer.alloc(len)
     node.data.copy(next, 0, 0, Math.min(len, node.data.length))
     node.data = next
@@ -254,16 +212,23 @@ export class FsModel {
   writeFile(path: string, data: Uint8Array, mode: number, flag: 'w' | 'wx' | 'a'): Outcome {
     return this.attempt(() => {
       const node = this.open(path, flag, mode)
-      this.writeNode(node, flag === 'a' ? node.data.length : 0, data)
+      this.writeNode(node, flag === 'a' ? node.data.length : 0, data, this.caller)
     })
   }
 
   writeAt(path: string, pos: number, data: Uint8Array): Outcome {
-    return this.attempt(() => this.writeNode(this.open(path, 'r+', 0), pos, data))
+    return this.attempt(() => this.writeNode(this.open(path, 'r+', 0), pos, data, this.caller))
   }
 
+  /** truncate(2): EISDIR for a dir, EINVAL for other non-files, then write permission alone. */
   truncate(path: string, len: number): Outcome {
-    return this.attempt(() => this.truncateNode(this.open(path, 'r+', 0), len))
+    return this.attempt(() => {
+      const node = this.resolve(path, true)
+      if (node.kind === 'dir') fail('EISDIR')
+      if (node.kind !== 'file') fail('EINVAL')
+      this.need(node, MAY_WRITE)
+      this.truncateNode(node, len, this.caller)
+    })
   }
 
   readFile(path: string): Outcome {
@@ -275,6 +240,7 @@ export class FsModel {
       const { dir, name } = this.parentOf(path)
       if (name === undefined) return fail('EISDIR')
       const node = dir.entries.get(name) ?? fail('ENOENT')
+      this.mayDelete(dir, node)
       if (node.kind === 'dir') fail('EISDIR')
       this.dropName(dir, name)
     })
@@ -284,6 +250,7 @@ export class FsModel {
     return this.attempt(() => {
       const { dir, name } = this.parentOf(path)
       if (name === undefined || dir.entries.has(name)) return fail('EEXIST')
+      this.need(dir, MAY_WRITE | MAY_EXEC)
       // vfs_mkdir keeps only the permission and sticky bits of the mode asked for
       this.create(dir, name, 'dir', mode & 0o1777)
     })
@@ -294,6 +261,7 @@ export class FsModel {
       const { dir, name } = this.parentOf(path)
       if (name === undefined) return fail('EBUSY')
       const node = dir.entries.get(name) ?? fail('ENOENT')
+      this.mayDelete(dir, node)
       if (node.kind !== 'dir') fail('ENOTDIR')
       if (node.entries.size > 0) fail('ENOTEMPTY')
       this.dropName(dir, name)
@@ -305,6 +273,7 @@ export class FsModel {
     return this.attempt(() => {
       const { dir, name } = this.parentOf(path)
       if (name === undefined || dir.entries.has(name)) return fail('EEXIST')
+      this.need(dir, MAY_WRITE | MAY_EXEC)
       this.create(dir, name, kind, mode & 0o777)
     })
   }
@@ -313,6 +282,7 @@ export class FsModel {
     return this.attempt(() => {
       const { dir, name } = this.parentOf(path)
       if (name === undefined || dir.entries.has(name)) return fail('EEXIST')
+      this.need(dir, MAY_WRITE | MAY_EXEC)
       this.create(dir, name, 'symlink', 0o777).target = target
     })
   }
@@ -325,12 +295,18 @@ export class FsModel {
     })
   }
 
-  /** linkat(2) without AT_SYMLINK_FOLLOW: the old path first, then the new name, then EPERM for a dir. */
+  /**
+   * linkat(2) without AT_SYMLINK_FOLLOW: the old path, the new name, protected_hardlinks (others
+   * may link only a plain regular file they can read and write), write on the dir, EPERM for a dir.
+   */
   link(existing: string, newPath: string): Outcome {
     return this.attempt(() => {
       const node = this.resolve(existing, false)
       const { dir, name } = this.parentOf(newPath)
       if (name === undefined || dir.entries.has(name)) return fail('EEXIST')
+      const safe = node.kind === 'file' && !(node.perm & 0o4000) && (node.perm & 0o2010) !== 0o2010 && permits(this.caller, node, MAY_READ | MAY_WRITE)
+      if (!safe && !owns(this.caller, node)) fail('EPERM')
+      this.need(dir, MAY_WRITE | MAY_EXEC)
       if (node.kind === 'dir') fail('EPERM')
       dir.entries.set(name, node)
       dir.mtime = undefined
@@ -362,11 +338,20 @@ export class FsModel {
         }
       }
       if (dst === src) return
-      if (dst && !exchange) {
-        if (src.kind === 'dir' && dst.kind !== 'dir') fail('ENOTDIR')
-        if (src.kind !== 'dir' && dst.kind === 'dir') fail('EISDIR')
-        if (dst.kind === 'dir' && dst.entries.size > 0) fail('ENOTEMPTY')
+      // vfs_rename: may_delete of the source, may_create or may_delete of the target, then a dir
+      // that changes parent needs write on itself (its '..' changes), then emptiness
+      this.mayDelete(s.dir, src)
+      if (!dst) this.need(d.dir, MAY_WRITE | MAY_EXEC)
+      else {
+        this.mayDelete(d.dir, dst)
+        if (!exchange && src.kind === 'dir' && dst.kind !== 'dir') fail('ENOTDIR')
+        if (!exchange && src.kind !== 'dir' && dst.kind === 'dir') fail('EISDIR')
       }
+      if (s.dir !== d.dir) {
+        if (src.kind === 'dir') this.need(src, MAY_WRITE)
+        if (exchange && dst!.kind === 'dir') this.need(dst!, MAY_WRITE)
+      }
+      if (dst && !exchange && dst.kind === 'dir' && dst.entries.size > 0) fail('ENOTEMPTY')
       if (exchange) {
         s.dir.entries.set(s.name, dst!)
         d.dir.entries.set(d.name, src)
@@ -382,38 +367,68 @@ export class FsModel {
     })
   }
 
+  /** chmod(2): the owner only; one outside the file's group cannot set setgid (dirs included). */
   chmod(path: string, mode: number): Outcome {
     return this.attempt(() => {
-      this.resolve(path, true).perm = mode & 0o7777
+      const node = this.resolve(path, true)
+      if (!owns(this.caller, node)) fail('EPERM')
+      node.perm = mode & 0o7777
+      if (!inGroup(this.caller, node.gid)) node.perm &= ~S_ISGID
     })
   }
 
-  /** chown(2)/lchown(2); -1 keeps a field. A non-dir always loses setuid, and setgid when group-executable. */
+  /**
+   * chown(2)/lchown(2); -1 keeps a field. Others than root keep the owner and may change the group
+   * of their own files to one of theirs. Every chown of a non-dir drops setuid (and setgid as a
+   * write would), a mode change that only the owner may cause.
+   */
   chown(path: string, uid: number, gid: number, follow: boolean): Outcome {
     return this.attempt(() => {
       const node = this.resolve(path, follow)
+      const c = this.caller
+      if (!isRoot(c)) {
+        if (uid !== -1 && !(c.uid === node.uid && uid === node.uid)) fail('EPERM')
+        if (gid !== -1 && !(c.uid === node.uid && (gid === node.gid || inGroup(c, gid)))) fail('EPERM')
+      }
+      const perm = afterChown(c, node)
+      if (perm !== node.perm && !owns(c, node)) fail('EPERM')
+      node.perm = perm
       if (uid !== -1) node.uid = uid
       if (gid !== -1) node.gid = gid
-      if (node.kind !== 'dir') {
-        node.perm &= ~0o4000
-        if (node.perm & 0o010) node.perm &= ~0o2000
-      }
     })
   }
 
+  /** utimes(2): explicit times need ownership (EPERM); "now" for both needs ownership or write access (EACCES). */
   utimes(path: string, atime: bigint | null, mtime: bigint | null, follow: boolean): Outcome {
     return this.attempt(() => {
       const node = this.resolve(path, follow)
+      if (!owns(this.caller, node)) {
+        if (atime !== null || mtime !== null) fail('EPERM')
+        this.need(node, MAY_WRITE)
+      }
       node.atime = atime ?? undefined
       node.mtime = mtime ?? undefined
     })
   }
 
-  /** flags: 1 XATTR_CREATE, 2 XATTR_REPLACE. user.* lives on regular files and dirs only. */
+  /**
+   * xattr_permission: trusted.* is root's; user.* lives on regular files and dirs only, and on a
+   * sticky dir only its owner writes it; then read or write permission on the inode.
+   */
+  private xattrAccess(node: MNode, name: string, write: boolean): void {
+    if (name.startsWith('trusted.') && !isRoot(this.caller)) fail(write ? 'EPERM' : 'ENODATA')
+    if (name.startsWith('user.')) {
+      if (node.kind !== 'file' && node.kind !== 'dir') fail(write ? 'EPERM' : 'ENODATA')
+      if (write && node.kind === 'dir' && node.perm & 0o1000 && !owns(this.caller, node)) fail('EPERM')
+    }
+    this.need(node, write ? MAY_WRITE : MAY_READ)
+  }
+
+  /** flags: 1 XATTR_CREATE, 2 XATTR_REPLACE. */
   setxattr(path: string, name: string, value: Buffer, flags: number, follow: boolean): Outcome {
     return this.attempt(() => {
       const node = this.resolve(path, follow)
-      if (name.startsWith('user.') && node.kind !== 'file' && node.kind !== 'dir') fail('EPERM')
+      this.xattrAccess(node, name, true)
       const exists = node.xattrs.has(name)
       if (flags & 1 && exists) fail('EEXIST')
       if (flags & 2 && !exists) fail('ENODATA')
@@ -424,7 +439,7 @@ export class FsModel {
   removexattr(path: string, name: string, follow: boolean): Outcome {
     return this.attempt(() => {
       const node = this.resolve(path, follow)
-      if (name.startsWith('user.') && node.kind !== 'file' && node.kind !== 'dir') fail('EPERM')
+      this.xattrAccess(node, name, true)
       if (!node.xattrs.delete(name)) fail('ENODATA')
     })
   }
@@ -432,14 +447,17 @@ export class FsModel {
   getxattr(path: string, name: string, follow: boolean): Outcome {
     return this.attempt(() => {
       const node = this.resolve(path, follow)
-      if (name.startsWith('user.') && node.kind !== 'file' && node.kind !== 'dir') fail('ENODATA')
+      this.xattrAccess(node, name, false)
       const v = node.xattrs.get(name) ?? fail('ENODATA')
       return { t: 'text', v: v.toString('hex') }
     })
   }
 
   listxattr(path: string, follow: boolean): Outcome {
-    return this.attempt(() => ({ t: 'names', v: [...this.resolve(path, follow).xattrs.keys()].sort() }))
+    return this.attempt(() => {
+      const names = [...this.resolve(path, follow).xattrs.keys()]
+      return { t: 'names', v: names.filter((n) => isRoot(this.caller) || !n.startsWith('trusted.')).sort() }
+    })
   }
 
   stat(path: string, follow: boolean): Outcome {
@@ -450,6 +468,7 @@ export class FsModel {
     return this.attempt(() => {
       const node = this.resolve(path, true)
       if (node.kind !== 'dir') fail('ENOTDIR')
+      this.need(node, MAY_READ)
       return { t: 'dir', entries: dirEntries(node) }
     })
   }
@@ -463,39 +482,4 @@ function childToward(ancestor: MNode, dir: MNode): MNode | undefined {
     cur = cur.parent!
   }
   return undefined
-}
-
-export function dirEntries(dir: MNode): DirEntryValue[] {
-  return [...dir.entries].map(([name, n]) => ({ name, type: n.kind, ino: n.id })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-}
-
-export function describe(node: MNode): Desc {
-  const d: Desc = {
-    type: node.kind,
-    mode: TYPE_BITS[node.kind] | node.perm,
-    uid: node.uid,
-    gid: node.gid,
-    ino: node.id,
-    nlink: node.kind === 'dir' ? 0 : node.nlink,
-    xattrs: Object.fromEntries([...node.xattrs].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, v.toString('hex')])),
-  }
-  if (node.kind === 'dir') d.subdirs = [...node.entries.values()].filter((c) => c.kind === 'dir').length
-  else d.size = node.kind === 'symlink' ? Buffer.byteLength(node.target) : node.data.length
-  if (node.kind === 'file') d.hash = hashOf(node.data)
-  if (node.kind === 'symlink') d.target = node.target
-  if (node.atime !== undefined) d.atime = node.atime
-  if (node.mtime !== undefined) d.mtime = node.mtime
-  return d
-}
-
-/** Every name of the tree (symlinks not followed), '/' first, with what stat shows of it. */
-export function captureModel(model: FsModel): Map<string, Desc> {
-  const out = new Map<string, Desc>()
-  const visit = (path: string, node: MNode): void => {
-    out.set(path, describe(node))
-    if (node.kind !== 'dir') return
-    for (const [name, child] of node.entries) visit(path === '/' ? `/${name}` : `${path}/${name}`, child)
-  }
-  visit('/', model.root)
-  return out
 }

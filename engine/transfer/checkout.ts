@@ -1,25 +1,22 @@
-import { execFile } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { createServer } from 'node:net'
-import { chmod, lchown, link, lutimes, mkdir, open, readdir, rm, stat, symlink } from 'node:fs/promises'
-import { dirname, join, resolve } from 'node:path'
-import { setAttribute } from 'fs-xattr'
-import type { Store } from './store.js'
-import type { SnapshotFs, Stats } from './snapshotfs.js'
-import { T, joinPath, typeOf } from './overlay/node.js'
-import { fsError, isCode } from './errors.js'
-import { IO_BYTES, forEachLimit, hostError, readFull, writeNonZeroRuns } from './importdir.js'
-import type { CheckoutOptions, ProgressFn } from './types.js'
+import { chmod, lchown, link, lutimes, mkdir, open, readdir, stat, symlink } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import type { Store } from '../store.js'
+import type { SnapshotFs, Stats } from '../snapshotfs.js'
+import { T, joinPath, typeOf } from '../overlay/node.js'
+import { fsError, isCode } from '../errors.js'
+import { checkProgress } from '../validate.js'
+import { IO_BYTES, forEachLimit, hostError, readFull, writeNonZeroRuns } from '../host/io.js'
+import { hostMayWriteXattr, writeHostXattr } from '../host/xattrs.js'
+import { makeNode, makeSocket, utimeSeconds } from '../host/nodes.js'
+import type { CheckoutOptions, ProgressFn } from '../types.js'
 
 /**
  * Writes the merged tree of a snapshot out to a host directory: every file type, modes with
  * their special bits, owners, hard links, xattrs, holes, and times (to the microsecond: Node's
  * utimes goes through libuv, which drops sub-microsecond digits).
  *
- * Node has no mknod(2): devices and fifos are made by the `mknod` program, and a socket by
- * binding a unix socket server and keeping a hard link to its file after the server closes.
- * Ownership is set only when running as root, as tar does; then every xattr namespace is
- * written, else only user.* and ACLs. Symlinks get no xattrs (the binding follows symlinks).
+ * Devices, fifos and sockets are made as host/nodes.ts explains. Ownership is set only when
+ * running as root, as tar does; then every xattr namespace is written, else only user.* and ACLs. Symlinks get no xattrs (the binding follows symlinks).
  * The target dir itself takes the attributes of the snapshot's root. A failure part way leaves
  * what was written so far, as tar does; the error names what failed.
  */
@@ -35,7 +32,7 @@ interface SnapEntry {
 export async function checkout(store: Store, key: string, dir: string, opts: CheckoutOptions = {}): Promise<void> {
   await store.stat(key)
   if (typeof dir !== 'string' || dir === '') throw fsError('EINVAL', 'checkout', String(dir), 'directory must be a non-empty path')
-  if (opts.progress !== undefined && typeof opts.progress !== 'function') throw fsError('EINVAL', 'checkout', dir, 'progress must be a function')
+  checkProgress(opts.progress, 'checkout', dir)
   const target = resolve(dir)
   const existing = await stat(target).catch((err: unknown) => {
     if (isCode(err, 'ENOENT')) return undefined
@@ -163,70 +160,10 @@ class TreeWriter {
     if (this.asRoot) await lchown(host, e.st.uid, e.st.gid)
     if (type !== T.LNK) {
       for (const name of await this.sfs.listxattr(e.path, { follow: false })) {
-        if (!this.asRoot && !name.startsWith('user.') && !name.startsWith('system.posix_acl_')) continue
-        await setAttribute(host, name, await this.sfs.getxattr(e.path, name, { follow: false }))
-          .catch((err: unknown) => { throw hostError(err, 'setxattr', host) })
+        if (hostMayWriteXattr(name, this.asRoot)) await writeHostXattr(host, name, await this.sfs.getxattr(e.path, name, { follow: false }))
       }
       await chmod(host, e.st.mode & 0o7777)
     }
     await lutimes(host, utimeSeconds(e.st.atimeNs), utimeSeconds(e.st.mtimeNs))
-  }
-}
-
-/**
- * Seconds for Node's utimes that land on the exact microsecond: libuv truncates the double to
- * whole microseconds, so aim at the middle of the microsecond and rounding cannot fall below it.
- * Times before 1970 become the epoch, since Node replaces a negative time by the current one.
- */
-export function utimeSeconds(ns: bigint): number {
-  if (ns < 0n) return 0
-  const sec = ns / 1000000000n
-  const usec = (ns % 1000000000n) / 1000n
-  return Number(sec) + (Number(usec) * 1000 + 500) / 1e9
-}
-
-/** Linux's dev_t layout (glibc's gnu_dev_major/minor). */
-export function splitDev(rdev: number): [major: bigint, minor: bigint] {
-  const r = BigInt(rdev)
-  const major = ((r >> 8n) & 0xfffn) | ((r >> 32n) & 0xfffff000n)
-  const minor = (r & 0xffn) | ((r >> 12n) & 0xffffff00n)
-  return [major, minor]
-}
-
-function makeNode(path: string, type: number, rdev: number): Promise<void> {
-  const args = ['--', path]
-  if (type === T.FIFO) args.push('p')
-  else args.push(type === T.CHR ? 'c' : 'b', ...splitDev(rdev).map(String))
-  return new Promise((ok, fail) => {
-    execFile('mknod', args, (err, _stdout, stderr) => {
-      if (!err) return ok()
-      if (isCode(err, 'ENOENT')) return fail(fsError('ENOTSUP', 'mknod', path, 'the mknod program is not installed; devices and fifos need it'))
-      const msg = String(stderr).trim() || err.message
-      fail(fsError(/not permitted/i.test(msg) ? 'EPERM' : /exists/i.test(msg) ? 'EEXIST' : 'EIO', 'mknod', path, msg))
-    })
-  })
-}
-
-/**
- * A unix socket file: a server binds a temporary name in the same dir, the final name is linked
- * to it, and closing the server removes the temporary one. Long dirs are reached through
- * /proc/self/fd, as a socket address holds at most 107 bytes.
- */
-async function makeSocket(path: string): Promise<void> {
-  const dir = dirname(path)
-  const tmpName = `.strata-socket-${randomBytes(6).toString('hex')}`
-  const dirHandle = Buffer.byteLength(join(dir, tmpName)) > 100 ? await open(dir, 'r') : undefined
-  const bindPath = dirHandle ? `/proc/self/fd/${dirHandle.fd}/${tmpName}` : join(dir, tmpName)
-  const server = createServer()
-  try {
-    await new Promise<void>((ok, fail) => {
-      server.once('error', fail)
-      server.listen(bindPath, ok)
-    })
-    await link(join(dir, tmpName), path)
-  } finally {
-    if (server.listening) await new Promise<void>((ok) => server.close(() => ok()))
-    await rm(join(dir, tmpName), { force: true })
-    await dirHandle?.close()
   }
 }
