@@ -2,7 +2,7 @@ import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { appendFileSync, mkdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs'
-import { mkdtemp, rm, rmdir, unlink, writeFile, mkdir } from 'node:fs/promises'
+import { link, mkdir, mkdtemp, rm, rmdir, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { IndexLowerNode } from '../engine/store/mergeindex.js'
@@ -24,12 +24,13 @@ describe('snapshotDir in batches', () => {
     await withTemp(async (tmp) => {
       const src = join(tmp, 'src')
       const files = new Map<string, Buffer>()
-      // 4,500 small files: more objects than a batch takes (4,096), so batches end inside dirs
+      // 1,500 small files: more objects than a batch takes (1,024), so batches end inside dirs
       for (let d = 0; d < 3; d++) {
         mkdirSync(join(src, `d${d}`, 'inner'), { recursive: true })
-        for (let f = 0; f < 1500; f++) {
+        for (let f = 0; f < 500; f++) {
           const rel = `d${d}/${f % 7 === 0 ? 'inner/' : ''}f${f}`
-          const data = f % 11 === 0 ? Buffer.alloc(f % 3000) : patternBytes(f % 3000, d * 10_000 + f)
+          const size = (f * 7) % 3000
+          const data = f % 11 === 0 ? Buffer.alloc(size) : patternBytes(size, d * 10_000 + f)
           writeFileSync(join(src, rel), data)
           files.set(rel, data)
         }
@@ -57,29 +58,37 @@ describe('snapshotDir in batches', () => {
     })
   })
 
-  test('a dir that a removal copied up is not copied up again by the files made after it', async () => {
+  test('removals through paths amid new files leave the dir they change right', async () => {
     await withTemp(async (tmp) => {
       const src = join(tmp, 'src')
       await mkdir(join(src, 'a', 'old'), { recursive: true })
       await mkdir(join(src, 'a', 'sub'))
+      await mkdir(join(src, 'a', 'zdir'))
       await writeFile(join(src, 'a', 'x'), 'x')
       await writeFile(join(src, 'a', 'old', 'f'), 'f')
       await withStore(async (store) => {
         await store.snapshotDir(src, { name: 'base' })
-        // the import removes a/old first (through paths), then makes a/y and a/new in the same dir
+        // The import removes a/old first (through paths, copying a up), makes a/y and a/new, then
+        // removes the dir a/zdir (through paths) to make a file of two names there: hard-linked
+        // files come after the others. a's record must follow every step.
         await unlink(join(src, 'a', 'old', 'f'))
         await rmdir(join(src, 'a', 'old'))
         await writeFile(join(src, 'a', 'y'), 'y')
         await mkdir(join(src, 'a', 'new'))
+        await rmdir(join(src, 'a', 'zdir'))
+        await writeFile(join(src, 'a', 'zdir'), 'now a file')
+        await link(join(src, 'a', 'zdir'), join(src, 'a', 'zlink'))
         await store.snapshotDir(src, { name: 'child', parent: 'base' })
         const tree = await store.tree('child')
         const a = (await tree.lookup(tree.root, 'a')) as IndexLowerNode
         assert.equal(a.layer, (await store.record('child', 'test')).layer)
-        // 2, plus a/sub and a/new: a/old's removal is kept, not overwritten by a second copy-up
+        // 2, plus a/sub and a/new: the removals are kept, not overwritten by a second copy-up of a
+        // or by a record of a from before them
         assert.equal((await tree.inode(a)).nlink, 4)
         assert.deepEqual((await store.diff('base', 'child')).map((e) => `${e.kind} ${e.path}`),
-          ['modified /a', 'added /a/new', 'deleted /a/old', 'added /a/y'])
-        assert.deepEqual((await store.fs('child').readdir('/a')).sort(), ['new', 'sub', 'x', 'y'])
+          ['modified /a', 'added /a/new', 'deleted /a/old', 'added /a/y', 'modified /a/zdir', 'added /a/zlink'])
+        assert.deepEqual((await store.fs('child').readdir('/a')).sort(), ['new', 'sub', 'x', 'y', 'zdir', 'zlink'])
+        assert.equal((await store.fs('child').lstat('/a/zlink')).nlink, 2)
       })
     })
   })

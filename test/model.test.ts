@@ -23,6 +23,7 @@ function parseSeeds(spec: string): number[] {
 
 const seeds = parseSeeds(process.env.STRATA_MODEL_SEEDS ?? '1-6')
 const ops = Number(process.env.STRATA_MODEL_OPS ?? 400)
+if (!Number.isInteger(ops) || ops < 1) throw new Error(`STRATA_MODEL_OPS must be a positive integer, not '${process.env.STRATA_MODEL_OPS}'`)
 
 for (const seed of seeds) {
   test(`model: seed ${seed}, ${ops} operations`, async () => {

@@ -22,10 +22,12 @@ export const RENAME_EXCHANGE = 2
 /** Creates a new inode named `path`; the type and content come from `mode` and `extra`. */
 export async function createNode(ov: Overlay, creds: Creds, path: string, mode: number, syscall: string, extra: Partial<InodeRecord> = {}): Promise<OvlNode> {
   return ov.env.lock.run(async () => {
-    const { dir, name } = await ov.resolveParent(path, creds, syscall)
+    const { dir, name, slash } = await ov.resolveParent(path, creds, syscall)
     const upper = ov.writable(syscall, path)
     const found = await lookupChild(ov.ctx, dir, name)
     if (found.node) throw fsError('EEXIST', syscall, path)
+    // a new name with a trailing slash can only be a dir (filename_create)
+    if (slash && syscall !== 'mkdir') throw fsError('ENOENT', syscall, path)
     const dirRec = await ov.inodeOf(dir)
     checkDirWrite(creds, dirRec, syscall, path)
     await copyUp(ov, dir, syscall)
@@ -46,9 +48,10 @@ export async function createNode(ov: Overlay, creds: Creds, path: string, mode: 
 export async function link(ov: Overlay, creds: Creds, existing: string, newPath: string): Promise<void> {
   return ov.env.lock.run(async () => {
     const src = await ov.resolve(existing, creds, 'link', false)
-    const { dir, name } = await ov.resolveParent(newPath, creds, 'link')
+    const { dir, name, slash } = await ov.resolveParent(newPath, creds, 'link')
     const upper = ov.writable('link', newPath)
     if ((await lookupChild(ov.ctx, dir, name)).node) throw fsError('EEXIST', 'link', newPath)
+    if (slash) throw fsError('ENOENT', 'link', newPath)
     const srcRec = await ov.inodeOf(src)
     // protected_hardlinks: others may link only a regular file they can read and write that is
     // neither setuid nor executable setgid (the kernel's safe_hardlink_source)
@@ -102,10 +105,12 @@ async function dropLink(ov: Overlay, node: OvlNode, txn: import('../store/db.js'
 
 export async function unlink(ov: Overlay, creds: Creds, path: string): Promise<void> {
   return ov.env.lock.run(async () => {
-    const { dir, name } = await ov.resolveParent(path, creds, 'unlink')
+    const { dir, name, slash } = await ov.resolveParent(path, creds, 'unlink')
     ov.writable('unlink', path)
     const node = (await lookupChild(ov.ctx, dir, name)).node
     if (!node) throw fsError('ENOENT', 'unlink', path)
+    // do_unlinkat refuses 'name/' before any permission check
+    if (slash) throw fsError(isDirType(node.type) ? 'EISDIR' : 'ENOTDIR', 'unlink', path)
     // may_delete checks permission and the sticky rule before the type
     await checkRemove(ov, creds, dir, node, 'unlink', path)
     if (isDirType(node.type)) throw fsError('EISDIR', 'unlink', path)
@@ -168,6 +173,9 @@ export async function rename(ov: Overlay, creds: Creds, from: string, to: string
     const d = (await lookupChild(ov.ctx, dst.dir, dst.name)).node
     if (flags & RENAME_NOREPLACE && d) throw fsError('EEXIST', 'rename', to)
     if (exchange && !d) throw fsError('ENOENT', 'rename', to)
+    // only a dir may be named with a trailing slash (the target's counts only in an exchange)
+    if (exchange && !isDirType(d!.type) && dst.slash) throw fsError('ENOTDIR', 'rename', to)
+    if (!isDirType(s.type) && (src.slash || (!exchange && dst.slash))) throw fsError('ENOTDIR', 'rename', src.slash ? from : to)
     // As lock_rename's trap: a dir may not move below itself, nor a target be an ancestor of the
     // source (ENOTEMPTY, or EINVAL for an exchange); a rename onto the same name is no error.
     const dstPath = joinPath(dst.dir.path, dst.name)

@@ -112,7 +112,9 @@ export async function openFile(ov: Overlay, creds: Creds, path: string, flagsIn:
   let node: OvlNode | undefined
   let created = false
   if (flags & O_CREAT) {
-    let { dir, name } = await ov.resolveParent(path, creds, 'open')
+    let { dir, name, slash } = await ov.resolveParent(path, creds, 'open')
+    // O_CREAT of 'name/' is refused before the name is even looked up
+    if (slash) throw fsError('EISDIR', 'open', path)
     let found = (await lookupChild(ov.ctx, dir, name)).node
     if (found && flags & O_EXCL) throw fsError('EEXIST', 'open', path)
     // Through a final symlink, as the kernel: a dangling one creates the file it names.

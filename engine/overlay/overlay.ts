@@ -78,11 +78,17 @@ export class Overlay {
    * symlinks followed in the middle (and at the end when `follow`), '..' never above the root.
    */
   async resolve(path: string, creds: Creds, syscall: string, follow = true): Promise<OvlNode> {
-    return this.walk(splitPath(path, syscall), creds, syscall, follow, path)
+    const parts = splitPath(path, syscall)
+    // 'name/' names a dir: a final symlink is followed (lstat too) and anything else is ENOTDIR
+    const slash = hasTrailingSlash(path)
+    const node = await this.walk(parts, creds, syscall, follow || slash, path)
+    if (slash && !isDirType(node.type)) throw fsError('ENOTDIR', syscall, path)
+    return node
   }
 
   /** The directory that holds the last component of `path`, and that name. */
-  async resolveParent(path: string, creds: Creds, syscall: string): Promise<{ dir: OvlNode; name: string }> {
+  /** `slash`: the name had a trailing slash, which each caller answers as its syscall does. */
+  async resolveParent(path: string, creds: Creds, syscall: string): Promise<{ dir: OvlNode; name: string; slash: boolean }> {
     const parts = splitPath(path, syscall)
     const name = parts.pop()
     if (name === undefined) throw fsError(ROOT_AS_LAST[syscall] ?? 'EEXIST', syscall, path)
@@ -90,7 +96,7 @@ export class Overlay {
     const dir = await this.walk(parts, creds, syscall, true, path)
     if (!isDirType(dir.type)) throw fsError('ENOTDIR', syscall, path)
     await this.checkDirSearch(dir, creds, syscall, path)
-    return { dir, name }
+    return { dir, name, slash: hasTrailingSlash(path) }
   }
 
   private async checkDirSearch(dir: OvlNode, creds: Creds, syscall: string, path: string): Promise<void> {
@@ -122,6 +128,9 @@ export class Overlay {
     return cur
   }
 }
+
+/** A name given with a slash after it ('d/'); the root alone ('/') has no name. */
+export const hasTrailingSlash = (path: string): boolean => /[^/]\/+$/.test(path)
 
 /** Splits a path into names; refuses empty paths, NULs and over-long names. */
 export function splitPath(path: string, syscall: string): string[] {

@@ -22,10 +22,11 @@ export class NewFile {
 
 /**
  * A batch is written when it holds this much new file data or this many new objects: large
- * enough that the cost of a write vanishes, small enough to bound the memory held.
+ * enough that the cost of a write vanishes, small enough that the next batch fills while one is
+ * written (twice these took a tenth longer: bench/engine.ts, ingest and resnapshot).
  */
-const BATCH_BYTES = 16 * 1024 * 1024
-const BATCH_OBJECTS = 4096
+const BATCH_BYTES = 8 * 1024 * 1024
+const BATCH_OBJECTS = 1024
 
 /**
  * What a Populator has changed and not yet written, and the writing of it in batches. The

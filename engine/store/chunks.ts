@@ -109,13 +109,15 @@ export class ChunkStore {
       return ref
     })
     const keys = refs.map((r) => chunkKey(refHex(r)))
-    const unknown = keys.flatMap((k, i) => (this.cache.get(refHex(refs[i])) === undefined && txn.pending(k) === undefined ? [i] : []))
+    // Taken before the read below: a txn this one follows may land and forget its values meanwhile.
+    const known = keys.map((k, i) => this.cache.get(refHex(refs[i])) ?? txn.pending(k))
+    const unknown = keys.flatMap((_, i) => (known[i] === undefined ? [i] : []))
     const got = await this.db.getManyRaw(unknown.map((i) => keys[i]))
     const stored = new Map(unknown.map((i, j) => [i, got[j]]))
     const out: Buffer[] = []
     for (let i = 0; i < datas.length; i++) {
       // the txn first: an equal chunk earlier in this call is already in it
-      const existing = this.cache.get(refHex(refs[i])) ?? txn.pending(keys[i]) ?? stored.get(i) ?? null
+      const existing = this.cache.get(refHex(refs[i])) ?? txn.pending(keys[i]) ?? known[i] ?? stored.get(i) ?? null
       if (existing === null) {
         txn.putRaw(keys[i], datas[i])
         out.push(refs[i])

@@ -153,7 +153,17 @@ function lockedMessage(dir: string): string {
 /** A set of writes applied as one atomic batch; reads of keys it wrote see the new values. */
 export class Txn {
   private readonly ops = new Map<string, Buffer | null>()
+  /** A txn committed before this one whose write may not have landed yet (see `follows`). */
+  private earlier?: Txn
   constructor(private readonly level: Level) {}
+
+  /**
+   * Makes `pending` see the writes of `earlier` too, while they are being written: a txn filled
+   * while the one before it is written must dedup chunks against it as against the store.
+   */
+  follows(earlier: Txn): void {
+    this.earlier = earlier
+  }
 
   put(key: string, value: unknown): void {
     this.ops.set(key, encode(value))
@@ -164,9 +174,9 @@ export class Txn {
   del(key: string): void {
     this.ops.set(key, null)
   }
-  /** The value this txn will write (null: deleted), or undefined when it does not touch the key. */
+  /** The value this txn (or the one it follows) will write (null: deleted), or undefined when neither touches the key. */
   pending(key: string): Buffer | null | undefined {
-    return this.ops.get(key)
+    return this.ops.get(key) ?? this.earlier?.pending(key)
   }
   get size(): number {
     return this.ops.size
@@ -179,7 +189,12 @@ export class Txn {
       if (v === null) batch.del(k)
       else batch.put(k, v)
     }
-    this.ops.clear()
-    await batch.write({ sync })
+    try {
+      await batch.write({ sync })
+    } finally {
+      // only now: until the write has landed, a txn that follows this one reads its values here
+      this.ops.clear()
+      this.earlier = undefined
+    }
   }
 }

@@ -9,7 +9,9 @@ import type { Mutex } from '../overlay/lock.js'
  *
  * Each batch is filled and written under the store's lock, held from the filling of one batch
  * through the end of its write: a chunk found already stored is only referenced, and gc, which
- * takes the same lock, must not remove it before the batch that references it is written. While
+ * takes the same lock, must not remove it before the batch that references it is written; and a
+ * chunk in the batch being written counts as stored (Txn.follows), so that a different content
+ * with the same hash gets another ref rather than overwriting it. While
  * batches keep coming the lock stays held, but it is let go every few batches so that other
  * callers waiting for it get their turn. Calls must not overlap: the caller makes them one at a
  * time.
@@ -20,6 +22,7 @@ export class BatchPipeline {
   /** Batches filled and not yet written. */
   private pending = 0
   private lastWrite: Promise<void> = Promise.resolve()
+  private lastTxn?: Txn
   private failure?: { err: unknown }
 
   constructor(private readonly lock: Mutex) {}
@@ -34,6 +37,9 @@ export class BatchPipeline {
     if (!this.held) await this.take()
     this.pending++
     this.batchesHeld++
+    // the batch before may still be being written: chunks are deduped against it too
+    if (this.lastTxn) txn.follows(this.lastTxn)
+    this.lastTxn = txn
     try {
       await fill(txn)
     } catch (err) {
@@ -90,5 +96,5 @@ export class BatchPipeline {
   }
 }
 
-/** Batches written before the lock is let go once (8 of 16 MiB: well under a second). */
+/** Batches written before the lock is let go once (8 of at most 8 MiB: well under a second). */
 const MAX_BATCHES_HELD = 8

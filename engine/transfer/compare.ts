@@ -1,14 +1,15 @@
 import { constants } from 'node:fs'
 import { open } from 'node:fs/promises'
 import type { HostStamp, InodeRecord } from '../store/records.js'
+import type { AttrChange, NewObject } from '../overlay/populate.js'
+import { fromNs, toNs } from '../overlay/stats.js'
 import { CHUNK_SIZE, REF_SIZE, isHole, type ChunkStore } from '../store/chunks.js'
 import { loadRefs } from '../store/filedata.js'
-import { toNs } from '../overlay/stats.js'
 import type { HostEntry } from '../host/scan.js'
 import { sameXattrs, type Xattrs } from '../host/xattrs.js'
 import { IO_BYTES, ZERO_CHUNK, readFull } from '../host/io.js'
 
-/** Whether a host object is one the store holds already: by stamp, attributes or content. */
+/** Host objects as stored records: their attributes, and whether the store holds one already. */
 
 export const stampOf = (e: HostEntry): HostStamp => [e.dev, e.ino, e.size, e.mtimeNs.toString(), e.ctimeNs.toString()]
 
@@ -63,4 +64,17 @@ export async function sameHostData(e: HostEntry, rec: InodeRecord, chunks: Chunk
   } finally {
     await src.close()
   }
+}
+
+/** Attributes of a new object as the host has them (xattrs, stamp and target added by type). */
+export const attrsOf = (e: HostEntry): NewObject => ({ mode: e.mode, uid: e.uid, gid: e.gid, rdev: e.rdev, atime: fromNs(e.atimeNs), mtime: fromNs(e.mtimeNs) })
+
+/**
+ * Every attribute of the host object for an existing inode: mode with its special bits, owner,
+ * times to the nanosecond, xattrs (undefined: keep those stored) and the host stamp.
+ */
+export function attrChange(e: HostEntry, xattrs: Xattrs | undefined, origin: HostStamp | undefined): AttrChange {
+  const change: AttrChange = { mode: e.mode, uid: e.uid, gid: e.gid, atime: fromNs(e.atimeNs), mtime: fromNs(e.mtimeNs), origin }
+  if (xattrs !== undefined) change.xattrs = Object.keys(xattrs).length > 0 ? xattrs : undefined
+  return change
 }

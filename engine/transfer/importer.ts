@@ -3,16 +3,15 @@ import { open } from 'node:fs/promises'
 import type { Store } from '../store.js'
 import type { SnapshotFs } from '../snapshotfs.js'
 import type { StoreLayer } from '../store/layer.js'
-import type { HostStamp, InodeRecord } from '../store/records.js'
+import type { InodeRecord } from '../store/records.js'
 import { T, isDirType, joinPath, typeOf, type LowerNode, type LowerTree, type OvlNode } from '../overlay/node.js'
-import type { AttrChange, NewObject, Populator } from '../overlay/populate.js'
-import { fromNs } from '../overlay/stats.js'
+import type { NewObject, Populator } from '../overlay/populate.js'
 import { fsError } from '../errors.js'
 import type { ProgressFn } from '../types.js'
 import { readHostLink, type HostEntry } from '../host/scan.js'
-import { readHostXattrs, type Xattrs } from '../host/xattrs.js'
+import { readHostXattrs } from '../host/xattrs.js'
 import { IO_BYTES, SmallFileReader, forEachLimit, readFull, writeNonZeroRuns } from '../host/io.js'
-import { sameAttrs, sameContentStamp, sameHostData, sameStamp, stampOf } from './compare.js'
+import { attrChange, attrsOf, sameAttrs, sameContentStamp, sameHostData, sameStamp, stampOf } from './compare.js'
 
 /** Files imported at once within one dir: enough to keep reads in flight when the disk is read. */
 const IMPORT_CONCURRENCY = 16
@@ -233,19 +232,6 @@ export class Importer {
     this.done += bytes
     this.progress?.(this.done, this.total, path)
   }
-}
-
-/** Attributes of a new object as the host has them (xattrs, stamp and target added by type). */
-const attrsOf = (e: HostEntry): NewObject => ({ mode: e.mode, uid: e.uid, gid: e.gid, rdev: e.rdev, atime: fromNs(e.atimeNs), mtime: fromNs(e.mtimeNs) })
-
-/**
- * Every attribute of the host object for an existing inode: mode with its special bits, owner,
- * times to the nanosecond, xattrs (undefined: keep those stored) and the host stamp.
- */
-function attrChange(e: HostEntry, xattrs: Xattrs | undefined, origin: HostStamp | undefined): AttrChange {
-  const change: AttrChange = { mode: e.mode, uid: e.uid, gid: e.gid, atime: fromNs(e.atimeNs), mtime: fromNs(e.mtimeNs), origin }
-  if (xattrs !== undefined) change.xattrs = Object.keys(xattrs).length > 0 ? xattrs : undefined
-  return change
 }
 
 function partition<T>(items: T[], test: (t: T) => boolean): [T[], T[]] {

@@ -23,7 +23,8 @@ const kindOfDirent = (d: { isFile(): boolean; isDirectory(): boolean; isSymbolic
 /**
  * Model inode ids and store inode numbers must correspond one to one for the whole run: names
  * share an st_ino exactly when they are links of one model inode, and an inode keeps its number
- * across copy-up, commit and reopen.
+ * across copy-up, commit and reopen. (Stricter than POSIX, which lets a freed number come back:
+ * the store hands out numbers from a counter, so they never repeat within a store.)
  */
 export class InoMap {
   private readonly byModel = new Map<number, number>()

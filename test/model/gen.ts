@@ -1,4 +1,5 @@
 import { RENAME_EXCHANGE, RENAME_NOREPLACE } from '../../engine/index.js'
+import { CALLERS } from './perm.js'
 import type { Rng } from './prng.js'
 import type { Op, OpBody } from './ops.js'
 import { ModelError, type FsModel } from './tree.js'
@@ -30,13 +31,17 @@ export class OpGen {
 
   // ---- paths ----
 
-  /** The object a name shows after following symlinks, or undefined when that fails. */
+  /** The object a name shows after following symlinks (as root), or undefined when that fails. */
   private follow(m: FsModel, path: string): MNode | undefined {
+    const caller = m.caller
+    m.caller = CALLERS[0]
     try {
       return m.resolve(path, true)
     } catch (err) {
       if (err instanceof ModelError) return undefined
       throw err
+    } finally {
+      m.caller = caller
     }
   }
 
@@ -68,10 +73,15 @@ export class OpGen {
   fresh(m: FsModel): string {
     const dir = this.existing(m, isDir, { root: true, followLast: true }) ?? '/'
     const name = this.rng.pick(NAMES)
-    return dir === '/' ? `/${name}` : `${dir}/${name}`
+    return this.maybeSlash(dir === '/' ? `/${name}` : `${dir}/${name}`)
   }
 
-  /** A path that fails to resolve: under a non-dir, under a missing name, or through a symlink loop. */
+  /** Now and then a trailing slash, which only a dir (or a symlink to one) may take. */
+  private maybeSlash(path: string): string {
+    return this.rng.chance(0.04) ? `${path}/` : path
+  }
+
+  /** A path that fails to resolve: under a non-dir or under a missing name (loops come from symlinks to themselves). */
   broken(m: FsModel): string {
     const file = this.existing(m, notDir)
     if (file && this.rng.chance(0.6)) return `${file}/${this.rng.pick(NAMES)}`
@@ -82,7 +92,7 @@ export class OpGen {
     const kind = this.rng.weighted([['existing', 60], ['fresh', 32], ['broken', 8]] as const)
     if (kind === 'existing') {
       const p = this.existing(m, want, opts)
-      if (p) return p
+      if (p) return this.maybeSlash(p)
     }
     return kind === 'broken' ? this.broken(m) : this.fresh(m)
   }

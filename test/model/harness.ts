@@ -40,7 +40,7 @@ export async function runSeed(opts: RunOptions): Promise<void> {
 class Run {
   private readonly rng: Rng
   private readonly gen: OpGen
-  private readonly model = new FsModel()
+  private model = new FsModel()
   private readonly inos = new InoMap()
   private readonly log: string[] = []
   private readonly commits: Array<{ name: string; model: FsModel }> = []
@@ -107,13 +107,19 @@ class Run {
     }
   }
 
+  /**
+   * Commits the active snapshot and prepares the next one on it, or now and then on an earlier
+   * commit (a branch: the model goes back to that commit's state).
+   */
   private async commit(): Promise<void> {
     const name = `commit-${this.commits.length}`
     const next = `active-${this.commits.length + 1}`
-    this.log.push(`#${this.opIndex} commit ${this.active} as ${name}; prepare ${next}`)
     await this.store.commit(name, this.active)
     this.commits.push({ name, model: this.model.clone() })
-    await this.store.prepare(next, name)
+    const base = this.rng.chance(0.15) ? this.rng.pick(this.commits) : this.commits[this.commits.length - 1]
+    this.log.push(`#${this.opIndex} commit ${this.active} as ${name}; prepare ${next} on ${base.name}`)
+    await this.store.prepare(next, base.name)
+    if (base.name !== name) this.model = this.model.branchOf(base.model)
     this.active = next
     this.openFs()
   }

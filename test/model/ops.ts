@@ -68,10 +68,12 @@ function describeBody(op: Op): string {
 
 /** Paths whose lstat should agree after the op (its names and their parents). */
 export function touchedPaths(op: Op): string[] {
+  const trim = (p: string): string => p.replace(/(.)\/+$/, '$1')
   const parent = (p: string): string => p.slice(0, Math.max(1, p.lastIndexOf('/')))
-  if (op.k === 'rename' || op.k === 'link') return [op.from, parent(op.from), op.to, parent(op.to)]
+  const both = (p: string): string[] => [trim(p), parent(trim(p))]
+  if (op.k === 'rename' || op.k === 'link') return [...both(op.from), ...both(op.to)]
   if (op.k === 'bulk') return [op.dir]
-  return [op.path, parent(op.path)]
+  return both(op.path)
 }
 
 export const bulkName = (i: number): string => `n${String(i).padStart(4, '0')}`

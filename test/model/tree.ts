@@ -60,16 +60,26 @@ export class FsModel {
     return m
   }
 
+  /** A copy of `base` whose new inodes get ids that `this` has not used either (for a branch). */
+  branchOf(base: FsModel): FsModel {
+    const m = base.clone()
+    m.nextId = Math.max(base.nextId, this.nextId)
+    return m
+  }
+
   // ---- path walk (fs/namei.c) ----
 
   /**
    * Resolves `path`. With `create`, a missing final name (also at the end of a followed symlink)
-   * gives the dir to create it in instead of ENOENT, as open(O_CREAT) does.
+   * gives the dir to create it in instead of ENOENT, as open(O_CREAT) does. A trailing slash
+   * follows a final symlink and asks for a dir (LOOKUP_DIRECTORY).
    */
-  walk(path: string, follow: boolean, create = false): { node: MNode } | { dir: MNode; name: string } {
+  walk(path: string, followLast: boolean, create = false): { node: MNode } | { dir: MNode; name: string } {
     let cur = this.root
     let links = 0
     const queue = path.split('/').filter((c) => c !== '')
+    const slash = hasTrailingSlash(path)
+    const follow = followLast || slash
     while (queue.length > 0) {
       const name = queue.shift()!
       if (cur.kind !== 'dir') fail('ENOTDIR')
@@ -90,6 +100,7 @@ export class FsModel {
       }
       cur = child!
     }
+    if (slash && cur.kind !== 'dir') fail('ENOTDIR')
     return { node: cur }
   }
 
@@ -97,14 +108,25 @@ export class FsModel {
     return (this.walk(path, follow) as { node: MNode }).node
   }
 
-  /** The dir holding the last name of `path`; `name` is undefined for the root itself. */
-  parentOf(path: string): { dir: MNode; name?: string } {
+  /**
+   * The dir holding the last name of `path`; `name` is undefined for the root itself, and `slash`
+   * tells that the name had a trailing slash (which each call answers its own way).
+   */
+  parentOf(path: string): { dir: MNode; name?: string; slash: boolean } {
     const parts = path.split('/').filter((c) => c !== '')
     const name = parts.pop()
-    if (name === undefined) return { dir: this.root }
+    if (name === undefined) return { dir: this.root, slash: false }
     const dir = this.resolve('/' + parts.join('/'), true)
     if (dir.kind !== 'dir') fail('ENOTDIR')
     this.need(dir, MAY_EXEC)
+    return { dir, name, slash: hasTrailingSlash(path) }
+  }
+
+  /** filename_create: an existing name is EEXIST; a missing one with a trailing slash can only be a dir. */
+  private createName(path: string, mkdir: boolean): { dir: MNode; name: string } {
+    const { dir, name, slash } = this.parentOf(path)
+    if (name === undefined || dir.entries.has(name)) return fail('EEXIST')
+    if (slash && !mkdir) fail('ENOENT')
     return { dir, name }
   }
 
@@ -154,6 +176,11 @@ export class FsModel {
   open(path: string, flag: OpenFlag, mode: number): MNode {
     const creates = CREATES.has(flag)
     const excl = flag === 'wx'
+    if (creates && hasTrailingSlash(path)) {
+      // open_last_lookups: O_CREAT with a trailing slash, before even looking the name up
+      this.parentOf(path)
+      fail('EISDIR')
+    }
     const r = this.walk(path, !excl, creates)
     let node: MNode
     if ('dir' in r) {
@@ -237,9 +264,11 @@ export class FsModel {
 
   unlink(path: string): Outcome {
     return this.attempt(() => {
-      const { dir, name } = this.parentOf(path)
+      const { dir, name, slash } = this.parentOf(path)
       if (name === undefined) return fail('EISDIR')
       const node = dir.entries.get(name) ?? fail('ENOENT')
+      // do_unlinkat: a trailing slash is refused before any permission check
+      if (slash) fail(node.kind === 'dir' ? 'EISDIR' : 'ENOTDIR')
       this.mayDelete(dir, node)
       if (node.kind === 'dir') fail('EISDIR')
       this.dropName(dir, name)
@@ -248,8 +277,7 @@ export class FsModel {
 
   mkdir(path: string, mode: number): Outcome {
     return this.attempt(() => {
-      const { dir, name } = this.parentOf(path)
-      if (name === undefined || dir.entries.has(name)) return fail('EEXIST')
+      const { dir, name } = this.createName(path, true)
       this.need(dir, MAY_WRITE | MAY_EXEC)
       // vfs_mkdir keeps only the permission and sticky bits of the mode asked for
       this.create(dir, name, 'dir', mode & 0o1777)
@@ -271,8 +299,7 @@ export class FsModel {
   /** mknod(2) of a fifo or an empty regular file. */
   mknod(path: string, kind: 'fifo' | 'file', mode: number): Outcome {
     return this.attempt(() => {
-      const { dir, name } = this.parentOf(path)
-      if (name === undefined || dir.entries.has(name)) return fail('EEXIST')
+      const { dir, name } = this.createName(path, false)
       this.need(dir, MAY_WRITE | MAY_EXEC)
       this.create(dir, name, kind, mode & 0o777)
     })
@@ -280,8 +307,7 @@ export class FsModel {
 
   symlink(target: string, path: string): Outcome {
     return this.attempt(() => {
-      const { dir, name } = this.parentOf(path)
-      if (name === undefined || dir.entries.has(name)) return fail('EEXIST')
+      const { dir, name } = this.createName(path, false)
       this.need(dir, MAY_WRITE | MAY_EXEC)
       this.create(dir, name, 'symlink', 0o777).target = target
     })
@@ -302,8 +328,7 @@ export class FsModel {
   link(existing: string, newPath: string): Outcome {
     return this.attempt(() => {
       const node = this.resolve(existing, false)
-      const { dir, name } = this.parentOf(newPath)
-      if (name === undefined || dir.entries.has(name)) return fail('EEXIST')
+      const { dir, name } = this.createName(newPath, false)
       const safe = node.kind === 'file' && !(node.perm & 0o4000) && (node.perm & 0o2010) !== 0o2010 && permits(this.caller, node, MAY_READ | MAY_WRITE)
       if (!safe && !owns(this.caller, node)) fail('EPERM')
       this.need(dir, MAY_WRITE | MAY_EXEC)
@@ -328,6 +353,9 @@ export class FsModel {
       const dst = d.dir.entries.get(d.name)
       if (noreplace && dst) fail('EEXIST')
       if (exchange && !dst) fail('ENOENT')
+      // trailing slashes: only a dir may have one (the target's counts in an exchange only)
+      if (exchange && dst!.kind !== 'dir' && d.slash) fail('ENOTDIR')
+      if (src.kind !== 'dir' && (s.slash || (!exchange && d.slash))) fail('ENOTDIR')
       if (s.dir !== d.dir) {
         // lock_rename's trap: the child of one parent that is an ancestor of the other
         const srcTrap = childToward(s.dir, d.dir)
@@ -483,3 +511,6 @@ function childToward(ancestor: MNode, dir: MNode): MNode | undefined {
   }
   return undefined
 }
+
+/** A name given with a slash after it ('d/'); the root alone ('/') has no name. */
+const hasTrailingSlash = (path: string): boolean => /[^/]\/+$/.test(path)
