@@ -6,8 +6,8 @@ import { fsError } from '../errors.js'
 
 /**
  * File data is cut into fixed 64 KiB chunks (page aligned). 64 KiB was chosen by measurement
- * (bench/chunk-size.ts, docs/format.md): smaller chunks cut copy-up growth but LevelDB ingest and
- * per-chunk overhead fall off sharply below 64 KiB; larger ones grow every small write.
+ * (bench/chunk-size.ts, table in docs/format.md): ingest and reads fall off below it, and above it
+ * every small write grows the store two to four times as much for no ingest gain.
  */
 export const CHUNK_SIZE = 64 * 1024
 
