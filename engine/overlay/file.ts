@@ -156,7 +156,10 @@ export async function openFile(ov: Overlay, creds: Creds, path: string, flagsIn:
     if (wantsWrite) await copyUp(ov, node!, 'open')
     let live = ov.live.get(node!.ino)
     if (!live) {
-      live = new LiveInode(ov, node!.ino, await ov.inodeOf(node!), node!.upper, node!.path)
+      // A hard link opened through a lower name may have its inode up already (through another
+      // name): its changes then belong to that upper record, or they would never be flushed.
+      const inUpper = node!.upper || (ov.upper !== null && (await ov.upper.inode(node!.ino)) !== undefined)
+      live = new LiveInode(ov, node!.ino, await ov.inodeOf(node!), inUpper, node!.path)
       ov.live.set(node!.ino, live)
     }
     live.opens++
