@@ -1,7 +1,7 @@
 import type { Db } from './db.js'
 import type { ChunkStore } from './chunks.js'
-import { CHUNK_SIZE, refHex } from './chunks.js'
-import { referencedChunks } from './filedata.js'
+import { CHUNK_SIZE, REF_SIZE, isHole, refHex } from './chunks.js'
+import { PAGE_REFS, loadRefs, referencedChunks } from './filedata.js'
 import { inodeKey } from './keys.js'
 import type { InodeRecord } from './records.js'
 import type { StoreLayer } from './layer.js'
@@ -22,11 +22,19 @@ export async function layerUsage(db: Db, chunks: ChunkStore, layer: StoreLayer):
       const base = await db.get<InodeRecord>(inodeKey(rec.copiedFrom, ino))
       if (base) for (const r of await referencedChunks(base, chunks)) inherited.add(refHex(r))
     }
-    const pages = new Set<string>()
-    if (rec.pages) for (let off = 0; off < rec.pages.length; off += 9) pages.add(refHex(rec.pages.subarray(off, off + 9)))
-    for (const r of await referencedChunks(rec, chunks)) {
-      const hex = refHex(r)
-      if (!inherited.has(hex)) own.set(hex, pages.has(hex) ? 9 * 1024 : CHUNK_SIZE)
+    // Sizes as stored: the last chunk only up to the file's end, a page 9 bytes per ref it holds.
+    if (rec.pages) {
+      const refCount = Math.ceil(rec.size / CHUNK_SIZE)
+      for (let off = 0, p = 0; off < rec.pages.length; off += REF_SIZE, p++) {
+        const hex = refHex(rec.pages.subarray(off, off + REF_SIZE))
+        if (!inherited.has(hex)) own.set(hex, Math.min(PAGE_REFS, refCount - p * PAGE_REFS) * REF_SIZE)
+      }
+    }
+    const refs = await loadRefs(rec, chunks)
+    for (let i = 0; i * REF_SIZE < refs.length; i++) {
+      const ref = refs.subarray(i * REF_SIZE, (i + 1) * REF_SIZE)
+      const hex = refHex(ref)
+      if (!isHole(ref) && !inherited.has(hex)) own.set(hex, Math.min(CHUNK_SIZE, rec.size - i * CHUNK_SIZE))
     }
   }
   let size = 0
