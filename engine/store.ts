@@ -336,11 +336,6 @@ export class Store {
   private assertOpen(): void {
     if (this.closed) throw fsError('EBADF', 'store', this.path, 'store is closed')
   }
-
-  /** Allocates a fresh inode number (for importers). */
-  allocIno(): Promise<number> {
-    return this.inos.alloc()
-  }
 }
 
 function splitLabel(l: string): [string, string | undefined] {

@@ -87,3 +87,13 @@ export function patternBytes(size: number, seed: number): Buffer {
   }
   return b
 }
+
+/** A temporary host directory for the duration of `fn`, removed afterwards. */
+export async function withTempDir<T>(prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  try {
+    return await fn(dir)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}

@@ -2,22 +2,14 @@ import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { appendFileSync, mkdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs'
-import { link, mkdir, mkdtemp, rm, rmdir, unlink, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { link, mkdir, rmdir, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { IndexLowerNode } from '../engine/store/mergeindex.js'
 import { CHUNK_SIZE } from '../engine/store/chunks.js'
 import { SmallFileReader } from '../engine/host/io.js'
-import { countChunks, patternBytes, rejectsWith, withStore } from './helpers.js'
+import { countChunks, patternBytes, rejectsWith, withStore, withTempDir } from './helpers.js'
 
-async function withTemp<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'strata-import-'))
-  try {
-    return await fn(dir)
-  } finally {
-    await rm(dir, { recursive: true, force: true })
-  }
-}
+const withTemp = <T>(fn: (dir: string) => Promise<T>): Promise<T> => withTempDir('strata-import-', fn)
 
 describe('snapshotDir in batches', () => {
   test('a tree of more files and data than one batch holds comes back whole', async () => {

@@ -3,15 +3,14 @@ import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createServer } from 'node:net'
-import { chmod, lchown, link, lstat, lutimes, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, symlink, unlink, writeFile, rmdir } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, readFile, readlink, rm, symlink, unlink, writeFile, rmdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { getAttribute, listAttributes, setAttribute } from 'fs-xattr'
 import type { DiffEntry, Store } from '../engine/index.js'
 import type { IndexLowerNode } from '../engine/store/mergeindex.js'
 import type { LowerTree } from '../engine/overlay/node.js'
 import { CHUNK_SIZE } from '../engine/store/chunks.js'
-import { countChunks, dumpDb, patternBytes, rejectsWith, withStore } from './helpers.js'
+import { countChunks, dumpDb, patternBytes, rejectsWith, withStore, withTempDir } from './helpers.js'
 
 const isRoot = process.getuid?.() === 0
 const NEEDS_ROOT = 'needs root: device nodes, other owners and trusted.* xattrs'
@@ -203,14 +202,7 @@ async function indexEntry(tree: LowerTree, path: string): Promise<IndexLowerNode
 
 const lines = (d: DiffEntry[]): string[] => d.map((e) => `${e.kind[0].toUpperCase()} ${e.path}`)
 
-async function withTemp<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'strata-roundtrip-'))
-  try {
-    return await fn(dir)
-  } finally {
-    await rm(dir, { recursive: true, force: true })
-  }
-}
+const withTemp = <T>(fn: (dir: string) => Promise<T>): Promise<T> => withTempDir('strata-roundtrip-', fn)
 
 describe('snapshotDir and checkout', () => {
   test('a host tree comes back exactly, and a changed tree is stored as its changes only', async (t) => {
