@@ -3,3 +3,4 @@ export { SnapshotFs, DirHandle, Stats, Dirent, FileHandle, RENAME_EXCHANGE, RENA
 export { FsError, StoreError, type ErrnoCode } from './errors.js'
 export * from './types.js'
 export type { ChunkHasher } from './store/chunks.js'
+export { openDirStack, type DirStackOptions } from './dirstack.js'

@@ -61,11 +61,8 @@ export class SnapshotFs {
   }
 
   private async statNode(path: string, follow: boolean, syscall: string): Promise<Stats> {
-    const node = await (await this.ov()).resolve(path, this.creds, syscall, follow)
-    const rec = await (await this.ov()).inodeOf(node)
-    // a merged dir reports one link, as the kernel's overlay does
-    const nlink = isDirType(node.type) && node.upper && node.lower && !node.opaque ? 1 : rec.nlink
-    return new Stats(this.dev, node.ino, rec, nlink)
+    const ov = await this.ov()
+    return ov.statsOf(await ov.resolve(path, this.creds, syscall, follow), this.dev)
   }
 
   stat(path: string): Promise<Stats> { return this.statNode(path, true, 'stat') }

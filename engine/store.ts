@@ -23,10 +23,14 @@ import { checkStore } from './store/fsck.js'
 import { layerUsage } from './store/usage.js'
 import { snapshotDir } from './transfer/importdir.js'
 import { checkout } from './transfer/checkout.js'
+import { importOciLayer } from './transfer/ociimport.js'
+import { exportOciLayer } from './transfer/ociexport.js'
+import { exportOverlayDirs, importOverlayDir } from './transfer/overlaydir.js'
 import { diff } from './diff.js'
-import type { CheckoutOptions, DiffEntry, SnapshotDirOptions } from './types.js'
+import type { CheckoutOptions, DiffEntry, SnapshotDirOptions, ExportLayerOptions, ExportResult, ImportLayerOptions } from './types.js'
 import type { FsOptions, FsckReport, GcReport, SnapshotInfo, SnapshotKind, Usage, WalkFilter } from './types.js'
 import { ROOT } from './types.js'
+import { openDirOverlay, type DirStackOptions } from './dirstack.js'
 
 export interface StoreOptions {
   /** Store directory; default $STRATA_STORE, else ~/.local/share/strata. */
@@ -250,6 +254,22 @@ export class Store {
   }
 
   /**
+   * Directory layers in the kernel's format stacked over committed snapshot `opts.base`, as the
+   * kernel would mount them with the snapshot's tree as the bottom lower dir. Writes go to
+   * `opts.upperdir` (a directory upper); without it the view is read-only.
+   */
+  stackFs(opts: DirStackOptions & { base: string }): SnapshotFs {
+    const creds = checkCreds(opts.creds ?? ROOT, opts.base)
+    let ov: Promise<Overlay> | undefined
+    const open = (): Promise<Overlay> => {
+      this.assertOpen()
+      ov ??= this.tree(opts.base).then((tree) => openDirOverlay(opts, { tree, chunks: this.chunks, dev: this.dev }))
+      return ov
+    }
+    return new SnapshotFs(open, creds, this.dev)
+  }
+
+  /**
    * The overlay of a snapshot, shared by every SnapshotFs of the same key and options. Internal:
    * the importer works on nodes it has resolved rather than on paths.
    */
@@ -263,7 +283,7 @@ export class Store {
       let live = this.liveTables.get(key)
       if (!live) this.liveTables.set(key, (live = new Map()))
       const env = { db: this.db, chunks: this.chunks, lock: this.lock, allocIno: () => this.inos.alloc() }
-      if (r.kind === 'active') ov = new Overlay(env, new StoreLayer(r.layer!, this.db), await this.tree(r.parent), redirect, 'active', live)
+      if (r.kind === 'active') ov = new Overlay(env, new StoreLayer(r.layer!, this.db, this.chunks), await this.tree(r.parent), redirect, 'active', live)
       else if (r.kind === 'view') ov = new Overlay(env, null, await this.tree(r.parent), redirect, `'${key}' is a view`, live)
       else ov = new Overlay(env, null, await this.tree(key), redirect, `'${key}' is committed`, live)
       this.overlays.set(cacheKey, ov)
@@ -291,6 +311,38 @@ export class Store {
   async snapshotDir(dir: string, opts: SnapshotDirOptions): Promise<SnapshotInfo> {
     this.assertOpen()
     return snapshotDir(this, dir, opts)
+  }
+
+  /**
+   * Imports one layer as committed snapshot `opts.name` on `opts.parent`: an OCI image layer tar
+   * (format 'oci', gzip or not) or a layer dir in the kernel overlayfs format ('overlay').
+   */
+  async importLayer(source: string, opts: ImportLayerOptions): Promise<SnapshotInfo> {
+    this.assertOpen()
+    const format = (opts as Partial<ImportLayerOptions> | undefined)?.format
+    if (format === 'oci') return importOciLayer(this, source, opts)
+    if (format === 'overlay') {
+      const { progress } = opts
+      return importOverlayDir(this, source, { ...opts, progress: progress && ((bytes: number) => progress(bytes, undefined, source)) })
+    }
+    throw fsError('EINVAL', 'importLayer', String(source), `format must be 'oci' or 'overlay', not '${String(format)}'`)
+  }
+
+  /**
+   * Exports snapshot `snap`: as an OCI layer tar of its own changes (or its whole tree with
+   * `flatten`) written to file `dest` (replaced if it exists; gzip-compressed when it ends in
+   * .gz or .tgz), or as layer dirs in the kernel overlayfs format under dir `dest`, with the
+   * `lowerdir=` that mounts them.
+   */
+  async exportLayer(snap: string, dest: string, opts: ExportLayerOptions): Promise<ExportResult> {
+    this.assertOpen()
+    const format = (opts as Partial<ExportLayerOptions> | undefined)?.format
+    if (format === 'oci') return exportOciLayer(this, snap, dest, opts)
+    if (format === 'overlay') {
+      if (opts.flatten) throw fsError('EINVAL', 'exportLayer', String(dest), "flatten applies to format 'oci' only")
+      return exportOverlayDirs(this, snap, dest, { userxattr: opts.userxattr })
+    }
+    throw fsError('EINVAL', 'exportLayer', String(dest), `format must be 'oci' or 'overlay', not '${String(format)}'`)
   }
 
   /** Writes the merged tree of snapshot `key` (any kind) into a new or empty host directory. */

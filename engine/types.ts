@@ -106,3 +106,43 @@ export interface SnapshotDirOptions extends OverlayOptions {
 export interface CheckoutOptions {
   progress?: ProgressFn
 }
+
+/**
+ * How a layer travels outside the store:
+ *   - 'oci': an OCI image layer tar (`.tar`, or gzip-compressed), with `.wh.<name>` whiteouts and
+ *     `.wh..wh..opq` opaque markers, as Docker and containerd read and write them.
+ *   - 'overlay': host directories in the kernel overlayfs on-disk format (char 0/0 whiteouts,
+ *     `overlay.opaque` and `overlay.redirect` xattrs), usable as `lowerdir=` of a mount.
+ */
+export type LayerFormat = 'oci' | 'overlay'
+
+export interface ImportLayerOptions {
+  format: LayerFormat
+  /** Name of the new committed snapshot. */
+  name: string
+  /** Committed snapshot the layer applies to ('' or none: the empty tree). */
+  parent?: string
+  labels?: Record<string, string>
+  /** 'overlay' only: the layer dirs carry `user.overlay.*` xattrs instead of `trusted.overlay.*`. */
+  userxattr?: boolean
+  /** Bytes of the source read so far. */
+  progress?: ProgressFn
+}
+
+export interface ExportLayerOptions {
+  format: LayerFormat
+  /** 'oci' only: the whole tree of the snapshot rather than its own changes against its parent. */
+  flatten?: boolean
+  /** 'overlay' only: write the markers as `user.overlay.*` (mount with `userxattr`). */
+  userxattr?: boolean
+  /** 'oci': bytes of file data written so far. */
+  progress?: ProgressFn
+}
+
+export interface ExportResult {
+  format: LayerFormat
+  /** The tar file ('oci') or the directory holding the layer dirs ('overlay'), absolute. */
+  path: string
+  /** 'overlay': the `lowerdir=` value that mounts the snapshot's tree, top layer first. */
+  lowerdir?: string
+}

@@ -115,7 +115,7 @@ describe('bad arguments', () => {
     await unchanged(store, async () => {
       for (const flags of ['bogus', 'rw', '', 'w++']) await rejectsWith(fs.open('/upper', flags), 'EINVAL', '/upper')
       await rejectsWith(fs.open('/missing', 'bogus'), 'EINVAL', '/missing')
-      await rejectsWith(fs.open('/dir', 'r'), 'EISDIR', '/dir')
+      await rejectsWith(fs.open('/dir', 'r+'), 'EISDIR', '/dir')
       await rejectsWith(fs.open('/upper', 'wx'), 'EEXIST', '/upper')
       await rejectsWith(fs.open('/missing', 'r'), 'ENOENT', '/missing')
       const h = await fs.open('/upper', 'r')

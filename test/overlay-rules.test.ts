@@ -1,5 +1,6 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { constants } from 'node:fs'
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, type SnapshotFs, type Store } from '../engine/index.js'
 import { StoreLayer } from '../engine/store/layer.js'
 import { snapshotKey } from '../engine/store/keys.js'
@@ -845,5 +846,19 @@ describe('permissions', () => {
     assert.deepEqual(sorted(await fs.listxattr('/f')), ['trusted.x', 'user.ok'])
     await rejectsWith(fs.setxattr('/link', 'user.x', 'v', 0, { follow: false }), 'EPERM', '/link')
     await rejectsWith(u.setxattr('/link', 'user.x', 'v', 0, { follow: false }), 'EPERM', '/link')
+  }))
+})
+
+describe('open(2) of a directory', () => {
+  test('read-only opens succeed and reads fail with EISDIR; writes and O_CREAT give EISDIR', () => withStore(async (store) => {
+    await layer(store, 'base', undefined, async (fs) => { await fs.mkdir('/d') })
+    const fs = await active(store, 'work', 'base')
+    const h = await fs.open('/d', 'r')
+    assert.ok((await h.stat()).isDirectory())
+    await rejectsWith(h.read(Buffer.alloc(10), 0, 10, 0), 'EISDIR', '/d')
+    await h.close()
+    await rejectsWith(fs.open('/d', 'r+'), 'EISDIR', '/d')
+    await rejectsWith(fs.open('/d', constants.O_RDONLY | constants.O_CREAT), 'EISDIR', '/d')
+    await rejectsWith(fs.open('/d', constants.O_RDONLY | constants.O_TRUNC), 'EISDIR', '/d')
   }))
 })

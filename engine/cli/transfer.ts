@@ -1,13 +1,14 @@
+import { stat } from 'node:fs/promises'
 import { basename, resolve } from 'node:path'
-import type { Command } from 'commander'
+import { Option, type Command } from 'commander'
 import type { Store } from '../store.js'
-import type { SnapshotInfo } from '../types.js'
+import type { ExportResult, LayerFormat, SnapshotInfo } from '../types.js'
 import { isCode } from '../errors.js'
 import { collectLabel, printJson, printText, withStore } from './context.js'
 import { progressBar, type Progress } from './progress.js'
 import { humanBytes } from './format.js'
 
-/** snapshot and checkout: moving trees between the host filesystem and the store. */
+/** snapshot, checkout, import and export: moving trees and layers between the host and the store. */
 export function registerTransfer(program: Command): void {
   program
     .command('snapshot')
@@ -41,10 +42,68 @@ export function registerTransfer(program: Command): void {
         else printText(`checked out '${snap}' to ${target}`)
       }),
     )
+
+  program
+    .command('import')
+    .description('store a layer (an OCI layer tar, or an overlayfs layer dir) as a committed snapshot')
+    .argument('<source>', 'layer tar (.tar, .tar.gz) or layer dir')
+    .addOption(formatOption())
+    .requiredOption('--name <name>', 'name of the new snapshot')
+    .option('--parent <name>', 'committed snapshot the layer applies to')
+    .option('--label <key=value>', 'label the snapshot (repeatable)', collectLabel)
+    .option('--userxattr', 'overlay: the layer\'s markers are user.overlay.* xattrs')
+    .action(async (source: string, opts: { format?: LayerFormat; name: string; parent?: string; label?: Record<string, string>; userxattr?: boolean }, cmd: Command) => {
+      const path = resolve(source)
+      const format = opts.format ?? (await sourceFormat(path, cmd))
+      await withStore(cmd, async (store, { json }) => {
+        const info = await withProgress(json, (progress) =>
+          store.importLayer(path, { format, name: opts.name, parent: opts.parent, labels: opts.label, userxattr: opts.userxattr, progress: progress.report }),
+        )
+        if (json) printJson(info)
+        else printText(`imported '${path}' as snapshot '${info.name}'`)
+      })
+    })
+
+  program
+    .command('export')
+    .description("write a snapshot's layer out: an OCI layer tar of its changes, or overlayfs layer dirs (printing the lowerdir= value that mounts them)")
+    .argument('<snap>', 'snapshot to export')
+    .argument('<dest>', 'tar file (.tar, or .tar.gz/.tgz compressed), or dir for the layer dirs')
+    .addOption(formatOption())
+    .option('--flatten', 'oci: the whole tree, not only the changes against the parent')
+    .option('--userxattr', 'overlay: write the markers as user.overlay.* xattrs')
+    .action(async (snap: string, dest: string, opts: { format?: LayerFormat; flatten?: boolean; userxattr?: boolean }, cmd: Command) => {
+      const path = resolve(dest)
+      const format = opts.format ?? (await destFormat(path, cmd))
+      await withStore(cmd, async (store, { json }) => {
+        const result: ExportResult = await withProgress(json, (progress) =>
+          store.exportLayer(snap, path, { format, flatten: opts.flatten, userxattr: opts.userxattr, progress: progress.report }),
+        )
+        if (json) printJson(result)
+        else if (result.lowerdir !== undefined) printText(result.lowerdir)
+        else printText(`exported '${snap}' to ${result.path}`)
+      })
+    })
+}
+
+const formatOption = (): Option => new Option('--format <format>', 'layer format (default: found from the path)').choices(['oci', 'overlay'])
+
+/** A dir is an overlayfs layer, a file an OCI layer tar. */
+async function sourceFormat(path: string, cmd: Command): Promise<LayerFormat> {
+  const st = await stat(path).catch(() => undefined)
+  if (!st) return cmd.error(`cannot tell the format of '${path}' (it does not exist); give --format`, { exitCode: 2 })
+  return st.isDirectory() ? 'overlay' : 'oci'
+}
+
+/** A tar name means oci, an existing dir overlay; anything else needs --format. */
+async function destFormat(path: string, cmd: Command): Promise<LayerFormat> {
+  if (/\.(tar|tar\.gz|tgz)$/.test(path)) return 'oci'
+  if ((await stat(path).catch(() => undefined))?.isDirectory()) return 'overlay'
+  return cmd.error(`cannot tell the format from '${path}' (not .tar, .tar.gz or .tgz, nor a dir); give --format`, { exitCode: 2 })
 }
 
 async function withProgress<T>(json: boolean, work: (progress: Progress) => Promise<T>): Promise<T> {
-  // snapshotDir and checkout both report bytes copied
+  // every transfer reports bytes (copied, or read from a layer tar)
   const progress = progressBar(json, humanBytes)
   try {
     return await work(progress)

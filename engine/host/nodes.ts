@@ -32,6 +32,12 @@ export function splitDev(rdev: number): [major: bigint, minor: bigint] {
   return [major, minor]
 }
 
+/** The dev_t of a major and minor number (glibc's gnu_dev_makedev), the inverse of splitDev. */
+export function makeDev(major: number, minor: number): number {
+  const [ma, mi] = [BigInt(major), BigInt(minor)]
+  return Number(((ma & 0xfffff000n) << 32n) | ((ma & 0xfffn) << 8n) | ((mi & 0xffffff00n) << 12n) | (mi & 0xffn))
+}
+
 /** A device or fifo of type `type` (T.CHR, T.BLK, T.FIFO). */
 export function makeNode(path: string, type: number, rdev: number): Promise<void> {
   const args = ['--', path]

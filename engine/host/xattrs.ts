@@ -9,11 +9,12 @@ export type Xattrs = Record<string, Buffer>
 /**
  * Extended attributes of a host file in every namespace the caller may read. Symlinks have none
  * here: the xattr binding follows symlinks, so it would report the target's. The overlay's own
- * `trusted.overlay.*` (present when the host dir is an overlay layer) are not file data.
+ * `trusted.overlay.*` (present when the host dir is an overlay layer) are not file data; with
+ * `withOverlay` they are returned too, for a reader of the kernel's layer format to interpret.
  * Blocking calls, as for small files' data (io.ts): most files have no xattrs, and the answer
  * takes a few microseconds, a trip through the thread pool far longer.
  */
-export function readHostXattrs(path: string, type: number): Xattrs | undefined {
+export function readHostXattrs(path: string, type: number, withOverlay = false): Xattrs | undefined {
   if (type === T.LNK) return undefined
   let names: string[]
   try {
@@ -24,7 +25,7 @@ export function readHostXattrs(path: string, type: number): Xattrs | undefined {
   }
   const out: Xattrs = {}
   for (const n of names.sort()) {
-    if (n.startsWith('trusted.overlay.')) continue
+    if (!withOverlay && n.startsWith('trusted.overlay.')) continue
     try {
       out[n] = getAttributeSync(path, n)
     } catch (err) {

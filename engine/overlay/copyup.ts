@@ -37,23 +37,30 @@ export async function copyUp(ov: Overlay, node: OvlNode, syscall: string): Promi
   const upper = ov.writable(syscall, node.path)
   if (!node.parent) throw fsError('EIO', syscall, node.path, 'root of an active snapshot is always upper')
   await copyUp(ov, node.parent, syscall)
+  const live = ov.live.get(node.ino)
+  const rec = live ? await live.current() : await nodeInode(ov.ctx, node)
+  const ino = isDirType(node.type) || upper.keepsHardLinks || rec.nlink <= 1 ? node.ino : await ov.env.allocIno()
   // A hard link whose inode went up through another name: only the name is missing.
-  const already = isDirType(node.type) ? undefined : await upper.inode(node.ino)
-  const txn = ov.env.db.txn()
+  const already = isDirType(node.type) ? undefined : await upper.inode(ino)
+  const txn = ov.txn()
   if (!already) {
-    const live = ov.live.get(node.ino)
-    const rec = live ? await live.current() : await nodeInode(ov.ctx, node)
     const up = copyUpRecord(rec, ov.env.copyUpXattr)
     if (node.lower?.layer !== undefined) up.copiedFrom = node.lower.layer
-    upper.putInode(txn, node.ino, up)
-    if (live) live.movedUp(up)
-  } else {
-    // The inode went up through another name (or an unlink of one) while open from below here:
-    // its open copy must now flush to the upper record, or later writes would be lost.
-    const live = ov.live.get(node.ino)
-    if (live && !live.inUpper) live.movedUp(await live.current())
+    upper.putInode(txn, ino, await upper.adoptRecord(txn, up))
   }
-  upper.putEntry(txn, node.parent.ino, node.name, [node.ino, node.type])
+  upper.putEntry(txn, node.parent.ino, node.name, [ino, node.type])
   await txn.commit()
+  if (ino !== node.ino) {
+    // the copy is a new inode (a directory layer breaks hard links, as the kernel does)
+    ov.live.delete(node.ino)
+    if (live) {
+      live.ino = ino
+      ov.live.set(ino, live)
+    }
+    node.ino = ino
+  }
+  // An open copy of the inode (opened below, or the inode went up through another name) must
+  // flush to the upper record from now on, or later writes would be lost.
+  if (live && !live.inUpper) await live.movedUp((await upper.inode(ino))!)
   node.upper = true
 }

@@ -2,7 +2,7 @@ import type { InodeRecord } from '../store/records.js'
 import { WHITEOUT, nowTimespec } from '../store/records.js'
 import type { Creds } from '../types.js'
 import { fsError, isCode } from '../errors.js'
-import { T, isDirType, joinPath, typeOf, type OvlNode } from './node.js'
+import { T, isDirType, joinPath, typeOf, type OvlNode, type UpperTxn } from './node.js'
 import { lookupChild, lowerPositive } from './namei.js'
 import { MAY_READ, MAY_WRITE, checkAccess, checkSticky, permits } from './permission.js'
 import { copyUp, copyUpRecord } from './copyup.js'
@@ -36,7 +36,7 @@ export async function createNode(ov: Overlay, creds: Creds, path: string, mode: 
     const type = typeOf(mode)
     // A dir made where a whiteout was hides whatever lower dir the whiteout hid.
     if (isDirType(type) && found.whiteout) rec.opaque = true
-    const txn = ov.env.db.txn()
+    const txn = ov.txn()
     upper.putInode(txn, ino, rec)
     upper.putEntry(txn, dir.ino, name, [ino, type])
     touchDir(ov, txn, dir, await ov.inodeOf(dir), isDirType(type) ? 1 : 0)
@@ -63,7 +63,7 @@ export async function link(ov: Overlay, creds: Creds, existing: string, newPath:
     await copyUp(ov, src, 'link')
     await copyUp(ov, dir, 'link')
     const rec = await ov.inodeOf(src)
-    const txn = ov.env.db.txn()
+    const txn = ov.txn()
     writeInode(ov, txn, src.ino, { ...rec, nlink: rec.nlink + 1, ctime: nowTimespec() })
     upper.putEntry(txn, dir.ino, name, [src.ino, src.type])
     touchDir(ov, txn, dir, await ov.inodeOf(dir))
@@ -72,7 +72,7 @@ export async function link(ov: Overlay, creds: Creds, existing: string, newPath:
 }
 
 /** Removes `node`'s name: drops the upper entry, and leaves a whiteout where a lower object is. */
-async function removeName(ov: Overlay, node: OvlNode, txn: import('../store/db.js').Txn): Promise<void> {
+async function removeName(ov: Overlay, node: OvlNode, txn: UpperTxn): Promise<void> {
   const upper = ov.upper!
   const parent = node.parent!
   if (await lowerPositive(ov.ctx, node)) upper.putEntry(txn, parent.ino, node.name, WHITEOUT)
@@ -86,7 +86,7 @@ async function checkRemove(ov: Overlay, creds: Creds, dir: OvlNode, node: OvlNod
 }
 
 /** Drops one link of a non-dir inode; the record goes with the last one unless the file is open. */
-async function dropLink(ov: Overlay, node: OvlNode, txn: import('../store/db.js').Txn): Promise<void> {
+async function dropLink(ov: Overlay, node: OvlNode, txn: UpperTxn): Promise<void> {
   const rec = await ov.inodeOf(node)
   const upper = ov.upper!
   const nlink = rec.nlink - 1
@@ -94,7 +94,7 @@ async function dropLink(ov: Overlay, node: OvlNode, txn: import('../store/db.js'
     // A lower inode's first upper record is its copy-up, even when it comes from an unlink, so
     // that usage and gc know which of its chunks the upper layer did not add.
     const copied = node.upper || (await upper.inode(node.ino)) !== undefined
-    const base = copied ? rec : { ...copyUpRecord(rec, ov.env.copyUpXattr), copiedFrom: node.lower?.layer }
+    const base = copied ? rec : await upper.adoptRecord(txn, { ...copyUpRecord(rec, ov.env.copyUpXattr), copiedFrom: node.lower?.layer })
     writeInode(ov, txn, node.ino, { ...base, nlink, ctime: nowTimespec() })
   } else {
     if (node.upper || (await upper.inode(node.ino))) upper.delInode(txn, node.ino)
@@ -115,7 +115,7 @@ export async function unlink(ov: Overlay, creds: Creds, path: string): Promise<v
     await checkRemove(ov, creds, dir, node, 'unlink', path)
     if (isDirType(node.type)) throw fsError('EISDIR', 'unlink', path)
     await copyUp(ov, dir, 'unlink')
-    const txn = ov.env.db.txn()
+    const txn = ov.txn()
     await dropLink(ov, node, txn)
     await removeName(ov, node, txn)
     touchDir(ov, txn, dir, await ov.inodeOf(dir))
@@ -124,7 +124,7 @@ export async function unlink(ov: Overlay, creds: Creds, path: string): Promise<v
 }
 
 /** Deletes the upper records of an (empty in the merged view) dir: its whiteouts and its inode. */
-async function dropUpperDir(ov: Overlay, node: OvlNode, txn: import('../store/db.js').Txn): Promise<void> {
+async function dropUpperDir(ov: Overlay, node: OvlNode, txn: UpperTxn): Promise<void> {
   if (!node.upper) return
   const upper = ov.upper!
   for (const [name] of await upper.entries(node.ino)) upper.delEntry(txn, node.ino, name)
@@ -141,7 +141,7 @@ export async function rmdir(ov: Overlay, creds: Creds, path: string): Promise<vo
     if (!isDirType(node.type)) throw fsError('ENOTDIR', 'rmdir', path)
     if (!(await isEmptyDir(ov, node))) throw fsError('ENOTEMPTY', 'rmdir', path)
     await copyUp(ov, dir, 'rmdir')
-    const txn = ov.env.db.txn()
+    const txn = ov.txn()
     await dropUpperDir(ov, node, txn)
     await removeName(ov, node, txn)
     touchDir(ov, txn, dir, await ov.inodeOf(dir), -1)
@@ -184,7 +184,7 @@ export async function rename(ov: Overlay, creds: Creds, from: string, to: string
     // In vfs_rename's order: one inode under both names needs nothing (no permission either);
     // then removing the source, creating or replacing the target (with its type checks), the
     // '..' rule, and last the target dir's emptiness.
-    if (d && d.ino === s.ino && !isDirType(s.type)) return
+    if (d && d.ino === s.ino && !isDirType(s.type) && (upper.keepsHardLinks || s.upper)) return
     if (d && s.path === d.path) return
     await checkRemove(ov, creds, src.dir, s, 'rename', from)
     if (!d) checkDirWrite(creds, await ov.inodeOf(dst.dir), 'rename', to)
@@ -217,7 +217,7 @@ export async function rename(ov: Overlay, creds: Creds, from: string, to: string
     await copyUp(ov, s, 'rename')
     if (exchange && d) await copyUp(ov, d, 'rename')
 
-    const txn = ov.env.db.txn()
+    const txn = ov.txn()
     const fixDir = async (n: OvlNode, redirect: string | undefined | null, newParent: OvlNode): Promise<void> => {
       if (!isDirType(n.type)) return
       const rec = await ov.inodeOf(n)

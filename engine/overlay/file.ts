@@ -32,10 +32,24 @@ export function parseFlags(flags: OpenFlags, path: string): number {
   return f
 }
 
-/** An open file of a snapshot, like node's FileHandle. */
+/**
+ * An open file of a snapshot, like node's FileHandle. A directory opened read-only (as open(2)
+ * allows) has no data: reading it fails with EISDIR.
+ */
 export class FileHandle {
   private closed = false
-  constructor(private readonly ov: Overlay, private readonly live: LiveInode, readonly flags: number, readonly path: string, private readonly creds: Creds, private readonly dev: number) {}
+  private readonly live: LiveInode
+
+  constructor(private readonly ov: Overlay, live: LiveInode | OvlNode, readonly flags: number, readonly path: string, private readonly creds: Creds, private readonly dev: number) {
+    if (live instanceof LiveInode) this.live = live
+    else {
+      this.dir = live
+      this.live = undefined as unknown as LiveInode
+    }
+  }
+
+  /** Set when the handle is on a directory. */
+  private readonly dir?: OvlNode
 
   private check(syscall: string, write: boolean): void {
     if (this.closed) throw fsError('EBADF', syscall, this.path)
@@ -46,6 +60,7 @@ export class FileHandle {
 
   async read(buffer: Buffer, offset = 0, length = buffer.length - offset, position = 0): Promise<{ bytesRead: number; buffer: Buffer }> {
     this.check('read', false)
+    if (this.dir) throw fsError('EISDIR', 'read', this.path)
     if (offset < 0 || length < 0 || offset + length > buffer.length) throw fsError('EINVAL', 'read', this.path, 'buffer range out of bounds')
     const bytesRead = await this.live.read(buffer, offset, length, position)
     return { bytesRead, buffer }
@@ -75,6 +90,7 @@ export class FileHandle {
 
   async sync(): Promise<void> {
     if (this.closed) throw fsError('EBADF', 'fsync', this.path)
+    if (this.dir) return
     await this.ov.env.lock.run(() => this.live.flush(true))
   }
   datasync(): Promise<void> {
@@ -83,11 +99,13 @@ export class FileHandle {
 
   async stat(): Promise<Stats> {
     if (this.closed) throw fsError('EBADF', 'fstat', this.path)
+    if (this.dir) return this.ov.statsOf(this.dir, this.dev)
     const rec = await this.live.current()
     return new Stats(this.dev, this.live.ino, rec, rec.nlink)
   }
 
   async readFile(): Promise<Buffer> {
+    if (this.dir) throw fsError('EISDIR', 'read', this.path)
     const size = (await this.live.current()).size
     const buf = Buffer.alloc(size)
     await this.read(buf, 0, size, 0)
@@ -97,9 +115,13 @@ export class FileHandle {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    if (this.dir) return
     await this.ov.env.lock.run(async () => {
       await this.live.flush()
-      if (--this.live.opens === 0) this.ov.live.delete(this.live.ino)
+      if (--this.live.opens === 0) {
+        this.ov.live.delete(this.live.ino)
+        await this.live.release()
+      }
     })
   }
 }
@@ -144,7 +166,12 @@ export async function openFile(ov: Overlay, creds: Creds, path: string, flagsIn:
     node = await ov.resolve(path, creds, 'open', !(flags & O_NOFOLLOW))
   }
   if (node.type === T.LNK) throw fsError('ELOOP', 'open', path)
-  if (isDirType(node.type)) throw fsError('EISDIR', 'open', path, 'directories are read with readdir')
+  if (isDirType(node.type)) {
+    // open(2) lets a directory be opened for reading only; its entries are read with readdir
+    if (wantsWrite || flags & O_CREAT) throw fsError('EISDIR', 'open', path)
+    checkAccess(creds, await ov.inodeOf(node), MAY_READ, 'open', path)
+    return new FileHandle(ov, node, flags, path, creds, dev)
+  }
   if (flags & O_DIRECTORY) throw fsError('ENOTDIR', 'open', path)
   if (!created) {
     const rec = await ov.inodeOf(node)

@@ -17,7 +17,7 @@ async function changeInode(ov: Overlay, node: OvlNode, syscall: string, change: 
   ov.writable(syscall, node.path)
   await copyUp(ov, node, syscall)
   const rec = await ov.inodeOf(node)
-  const txn = ov.env.db.txn()
+  const txn = ov.txn()
   writeInode(ov, txn, node.ino, { ...change(rec), ctime: nowTimespec() })
   await txn.commit()
 }

@@ -1,5 +1,5 @@
-import { FileContent } from '../store/filedata.js'
 import type { InodeRecord } from '../store/records.js'
+import type { FileData } from './data.js'
 import { nowTimespec } from '../store/records.js'
 import type { Overlay } from './overlay.js'
 
@@ -12,11 +12,11 @@ const FLUSH_BYTES = 16 * 1024 * 1024
  */
 export class LiveInode {
   opens = 0
-  private content?: FileContent
+  private content?: FileData
   /** Record fields changed with no data change, still to be flushed. */
   private recordChanged = false
 
-  constructor(private readonly ov: Overlay, readonly ino: number, private rec: InodeRecord, public inUpper: boolean, readonly path: string) {}
+  constructor(private readonly ov: Overlay, public ino: number, private rec: InodeRecord, public inUpper: boolean, readonly path: string) {}
 
   /** The record as the overlay shows it now, unflushed size and times included. */
   async current(): Promise<InodeRecord> {
@@ -28,14 +28,28 @@ export class LiveInode {
     this.rec = { ...rec, size: this.content?.size ?? rec.size }
   }
 
-  movedUp(rec: InodeRecord): void {
+  /**
+   * The inode now has an upper record. Data kept where it was (the same chunks) stays open; data
+   * that the copy moved (into a directory layer's file) is opened again from the copy.
+   */
+  async movedUp(rec: InodeRecord): Promise<void> {
+    if (this.content && this.content.hostPath !== rec.hostPath) {
+      await this.content.release()
+      this.content = undefined
+    }
     this.rec = { ...rec, size: this.content?.size ?? rec.size }
     this.inUpper = true
   }
 
-  private async data(): Promise<FileContent> {
-    if (!this.content) this.content = await FileContent.load(this.rec, this.ov.env.chunks, this.path)
+  private async data(): Promise<FileData> {
+    if (!this.content) this.content = await this.ov.openData(this.rec, this.path, this.inUpper)
     return this.content
+  }
+
+  /** The last handle closed. */
+  async release(): Promise<void> {
+    await this.content?.release()
+    this.content = undefined
   }
 
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
@@ -78,11 +92,14 @@ export class LiveInode {
     const c = this.content
     const pending = this.inUpper && this.ov.upper && this.rec.nlink > 0 && c !== undefined && (c.isChanged || this.recordChanged)
     if (!pending) {
-      if (durable) await this.ov.env.db.syncLog()
+      if (durable) {
+        await c?.sync()
+        await this.ov.upper?.sync()
+      }
       return
     }
-    const txn = this.ov.env.db.txn()
-    const fields = await c!.flush(txn)
+    const txn = this.ov.txn()
+    const fields = await c!.flush(txn, durable)
     this.rec = { ...this.rec, ...fields }
     this.ov.upper!.putInode(txn, this.ino, this.rec)
     await txn.commit(durable)

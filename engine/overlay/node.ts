@@ -1,5 +1,4 @@
 import type { InodeRecord } from '../store/records.js'
-import type { Txn } from '../store/db.js'
 
 /** File type nibbles (st_mode >> 12). */
 export const T = { FIFO: 1, CHR: 2, DIR: 4, BLK: 6, REG: 8, LNK: 10, SOCK: 12 } as const
@@ -36,12 +35,38 @@ export interface UpperLayer {
   inode(ino: number): Promise<InodeRecord | undefined>
 }
 
-/** An upper layer that takes writes; every write joins a transaction committed as one batch. */
+/**
+ * The changes of one operation on an upper layer, applied together by `commit`: a store layer
+ * writes them as one LevelDB batch, a directory layer replays them on the host in order.
+ */
+export interface UpperTxn {
+  commit(durable?: boolean): Promise<void>
+}
+
+/**
+ * An upper layer that takes writes. Writes name records as a store layer holds them (entries by
+ * directory inode, inode records); every write joins a transaction made by `txn()`.
+ */
 export interface UpperWriter extends UpperLayer {
-  putEntry(txn: Txn, dirIno: number, name: string, rec: [number, number]): void
-  delEntry(txn: Txn, dirIno: number, name: string): void
-  putInode(txn: Txn, ino: number, rec: InodeRecord): void
-  delInode(txn: Txn, ino: number): void
+  txn(): UpperTxn
+  putEntry(txn: UpperTxn, dirIno: number, name: string, rec: [number, number]): void
+  delEntry(txn: UpperTxn, dirIno: number, name: string): void
+  putInode(txn: UpperTxn, ino: number, rec: InodeRecord): void
+  delInode(txn: UpperTxn, ino: number): void
+  /**
+   * The record this layer keeps for a copy of `rec` made within `txn`: a store layer points at
+   * the same chunks (and imports data that lives on the host); a directory layer copies data
+   * when the transaction is applied, as the kernel does.
+   */
+  adoptRecord(txn: UpperTxn, rec: InodeRecord): Promise<InodeRecord>
+  /**
+   * Lower hard links stay one inode across copy-up (a store layer, like the kernel's index=on).
+   * A directory layer cannot record that on disk: there, as in the kernel without index, the
+   * names of a lower hard link are separate inodes to the overlay, and a copy is a new inode.
+   */
+  readonly keepsHardLinks: boolean
+  /** Makes every committed transaction durable. */
+  sync(): Promise<void>
 }
 
 /** An object of the merged view, as found by one lookup. */

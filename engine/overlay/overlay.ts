@@ -3,7 +3,11 @@ import type { ChunkStore } from '../store/chunks.js'
 import type { InodeRecord } from '../store/records.js'
 import type { Creds } from '../types.js'
 import { fsError, type ErrnoCode } from '../errors.js'
-import { T, isDirType, type LowerTree, type OvlNode, type UpperWriter } from './node.js'
+import { T, isDirType, type LowerTree, type OvlNode, type UpperTxn, type UpperWriter } from './node.js'
+import type { FileData } from './data.js'
+import { Stats } from './stats.js'
+import { FileContent } from '../store/filedata.js'
+import { HostFileData } from '../host/filedata.js'
 import { lookupChild, nodeInode, rootNode, type NameiContext } from './namei.js'
 import { MAY_EXEC, checkAccess } from './permission.js'
 import type { RedirectConfig } from './redirect.js'
@@ -16,10 +20,10 @@ export const SYMLOOP_MAX = 40
 /** What the kernel answers when the name to create, remove or rename is the root itself (EEXIST otherwise). */
 const ROOT_AS_LAST: Partial<Record<string, ErrnoCode>> = { rmdir: 'EBUSY', rename: 'EBUSY', unlink: 'EISDIR', open: 'EISDIR' }
 
-/** What an overlay needs from the store it lives in. */
+/** What an overlay needs from the store it lives in (a stack of directory layers has no store). */
 export interface OverlayEnv {
-  db: Db
-  chunks: ChunkStore
+  db?: Db
+  chunks?: ChunkStore
   lock: Mutex
   allocIno: () => Promise<number>
   /** Called with the xattrs of an inode being copied up; returns those to keep (the copy-up xattr hook). */
@@ -53,6 +57,18 @@ export class Overlay {
     return this.upper === null
   }
 
+  /** A transaction on the upper layer, for one operation's changes. */
+  txn(): UpperTxn {
+    return this.upper!.txn()
+  }
+
+  /** The data of a regular file, from the host file or the chunks its record names. */
+  async openData(rec: InodeRecord, path: string, writable: boolean): Promise<FileData> {
+    if (rec.hostPath !== undefined) return HostFileData.open(rec.hostPath, writable, path)
+    if (!this.env.chunks) throw fsError('EIO', 'open', path, 'file data is in a store that is not open')
+    return FileContent.load(rec, this.env.chunks, path)
+  }
+
   writable(syscall: string, path: string): UpperWriter {
     if (!this.upper) throw fsError('EROFS', syscall, path, `read-only file system (${this.readOnlyReason})`)
     return this.upper
@@ -67,6 +83,13 @@ export class Overlay {
     const live = this.live.get(node.ino)
     if (live && !isDirType(node.type)) return live.current()
     return nodeInode(this.ctx, node)
+  }
+
+  /** What stat(2) shows for a node: a merged dir reports one link, as the kernel's overlay does. */
+  async statsOf(node: OvlNode, dev: number): Promise<Stats> {
+    const rec = await this.inodeOf(node)
+    const nlink = isDirType(node.type) && node.upper && node.lower && !node.opaque ? 1 : rec.nlink
+    return new Stats(dev, node.ino, rec, nlink)
   }
 
   async lookup(parent: OvlNode, name: string): Promise<OvlNode | undefined> {

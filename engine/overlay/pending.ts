@@ -49,7 +49,7 @@ export class PendingChanges {
   constructor(private readonly ov: Overlay) {
     this.upper = ov.upper!
     this.pipeline = new BatchPipeline(ov.env.lock)
-    this.txn = ov.env.db.txn()
+    this.txn = ov.env.db!.txn()
   }
 
   /** The entry of a new object; its record follows by putRecord, addFile or keep. */
@@ -116,7 +116,7 @@ export class PendingChanges {
     const records = [...this.unwrittenRecords].map((ino): [number, InodeRecord] => [ino, this.records.get(ino)!])
     this.unwrittenRecords.clear()
     for (const f of files) if (f.done) this.files.delete(f)
-    this.txn = this.ov.env.db.txn()
+    this.txn = this.ov.env.db!.txn()
     this.bytes = 0
     const inos = this.inos
     this.inos = new Set()

@@ -211,7 +211,7 @@ export class Populator {
   private async addFile(dir: OvlNode, name: string, attrs: NewObject): Promise<NewFile> {
     if (typeOf(attrs.mode) !== T.REG) throw fsError('EINVAL', this.syscall, joinPath(dir.path, name), 'not a regular file')
     const { node, rec } = await this.addName(dir, name, attrs)
-    const file = new NewFile(node, rec, FileContent.empty(this.ov.env.chunks))
+    const file = new NewFile(node, rec, FileContent.empty(this.ov.env.chunks!))
     this.pending.addFile(file)
     return file
   }

@@ -1,4 +1,5 @@
 import type { OvlNode } from './node.js'
+import type { NameiContext } from './namei.js'
 import type { Overlay } from './overlay.js'
 import { isWhiteoutEntry } from './whiteout.js'
 
@@ -14,16 +15,21 @@ export interface MergedEntry {
  * life of an open directory handle, as the kernel caches it in the open file.
  */
 export async function readMergedDir(ov: Overlay, dir: OvlNode): Promise<MergedEntry[]> {
+  return mergeDir(ov.ctx, dir)
+}
+
+/** The same merge over any upper layer and lower tree (a stack of layers merges layer by layer). */
+export async function mergeDir(ctx: NameiContext, dir: OvlNode): Promise<MergedEntry[]> {
   const out: MergedEntry[] = []
   const seen = new Set<string>()
-  if (dir.upper && ov.upper) {
-    for (const [name, e] of await ov.upper.entries(dir.ino)) {
+  if (dir.upper && ctx.upper) {
+    for (const [name, e] of await ctx.upper.entries(dir.ino)) {
       seen.add(name)
       if (!isWhiteoutEntry(e)) out.push({ name, ino: e[0], type: e[1] })
     }
   }
   if (dir.lower && !dir.opaque) {
-    for (const [name, n] of await ov.ctx.lower.list(dir.lower)) {
+    for (const [name, n] of await ctx.lower.list(dir.lower)) {
       if (!seen.has(name)) out.push({ name, ino: n.ino, type: n.type })
     }
   }

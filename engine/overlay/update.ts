@@ -1,19 +1,18 @@
-import type { Txn } from '../store/db.js'
 import type { InodeRecord } from '../store/records.js'
 import { nowTimespec } from '../store/records.js'
 import type { Creds } from '../types.js'
-import { T, isDirType, type OvlNode } from './node.js'
+import { T, isDirType, type OvlNode, type UpperTxn } from './node.js'
 import { MAY_EXEC, MAY_WRITE, checkAccess, inGroup } from './permission.js'
 import type { Overlay } from './overlay.js'
 
 /** Writes an upper inode record, keeping an open copy of the inode in step. */
-export function writeInode(ov: Overlay, txn: Txn, ino: number, rec: InodeRecord): void {
+export function writeInode(ov: Overlay, txn: UpperTxn, ino: number, rec: InodeRecord): void {
   ov.upper!.putInode(txn, ino, rec)
   ov.live.get(ino)?.replaceRecord(rec)
 }
 
 /** Directory modified: new mtime and ctime, and its link count moved by `nlinkDelta`. */
-export function touchDir(ov: Overlay, txn: Txn, dir: OvlNode, rec: InodeRecord, nlinkDelta = 0): InodeRecord {
+export function touchDir(ov: Overlay, txn: UpperTxn, dir: OvlNode, rec: InodeRecord, nlinkDelta = 0): InodeRecord {
   const next = touchedDirRecord(rec, nlinkDelta)
   writeInode(ov, txn, dir.ino, next)
   return next

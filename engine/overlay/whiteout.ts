@@ -6,10 +6,11 @@ import type { InodeRecord } from '../store/records.js'
  * Store layers: a whiteout is an entry record of [0, 0]; opacity is a flag of the directory inode.
  *
  * Directories in the kernel's on-disk format: a whiteout is a char device 0/0, or a zero-size
- * regular file carrying the `overlay.whiteout` xattr (an "xwhiteout"; the kernel looks for those
- * only in a dir marked `overlay.opaque=x`). A dir is opaque when `overlay.opaque` is `y`; `x` marks
- * a merge dir that holds xwhiteouts and is not opaque. The xattrs carry the `trusted.` prefix, or
- * `user.` with the `userxattr` option.
+ * regular file carrying the `overlay.whiteout` xattr (an "xwhiteout"). A dir is opaque when
+ * `overlay.opaque` is `y`; `x` marks a merge dir that holds xwhiteouts and is not opaque. The
+ * kernel's lookup honours an xwhiteout in any dir, its readdir only in a dir marked `x` (so an
+ * unmarked one is listed yet not found); here it hides the name in both. The xattrs carry the
+ * `trusted.` prefix, or `user.` with the `userxattr` option.
  */
 export const isWhiteoutEntry = (e: readonly [number, number]): boolean => e[0] === 0
 
@@ -44,9 +45,9 @@ const S_IFREG = 0o100000
 /** A char device 0/0: the whiteout the kernel creates. */
 export const isWhiteoutDevice = (mode: number, rdev: number): boolean => (mode & S_IFMT) === S_IFCHR && rdev === 0
 
-/** A zero-size regular file with the whiteout xattr, inside a dir marked as holding such files. */
-export function isXattrWhiteout(mode: number, size: number, hasWhiteoutXattr: boolean, parentHoldsXwhiteouts: boolean): boolean {
-  return parentHoldsXwhiteouts && (mode & S_IFMT) === S_IFREG && size === 0 && hasWhiteoutXattr
+/** A zero-size regular file with the whiteout xattr. */
+export function isXattrWhiteout(mode: number, size: number, hasWhiteoutXattr: boolean): boolean {
+  return (mode & S_IFMT) === S_IFREG && size === 0 && hasWhiteoutXattr
 }
 
 /** What a dir's `overlay.opaque` value says: opaque ('y'), holding xwhiteouts ('x'), or neither. */
@@ -57,3 +58,37 @@ export function parseOpaqueXattr(value: Buffer | undefined): { opaque: boolean; 
 
 /** The value written to make a dir opaque. */
 export const OPAQUE_VALUE = Buffer.from('y')
+
+/**
+ * In a layer dir, `<prefix>*` xattrs are the overlay's own markers (opaque, redirect, whiteout,
+ * origin, impure, metacopy...), except the escaped `<prefix>overlay.*`, which are a file's own.
+ * `trusted.overlay.*` is never file data in the store, whatever the prefix in use.
+ */
+const ESCAPE = 'overlay.'
+const TRUSTED_PREFIX = 'trusted.overlay.'
+
+/**
+ * The name under which a layer dir keeps a file's xattr. A file's own `<prefix>X` is escaped as
+ * `<prefix>overlay.X` (kernel 6.7 and later), which the overlay shows as `<prefix>X` rather than
+ * taking it for a marker.
+ */
+export function layerXattrName(name: string, n: OverlayXattrNames): string {
+  return name.startsWith(n.prefix) ? `${n.prefix}${ESCAPE}${name.slice(n.prefix.length)}` : name
+}
+
+/**
+ * The file's xattr that a layer dir's xattr stands for (escaped names unescaped), or undefined
+ * for the overlay's own markers.
+ */
+export function fileXattrName(name: string, n: OverlayXattrNames): string | undefined {
+  let file = name
+  if (name.startsWith(n.prefix)) {
+    const rest = name.slice(n.prefix.length)
+    if (!rest.startsWith(ESCAPE)) return undefined
+    file = n.prefix + rest.slice(ESCAPE.length)
+  }
+  return file.startsWith(TRUSTED_PREFIX) ? undefined : file
+}
+
+/** The device number of the kernel's whiteout (a char device); its permission bits carry no meaning. */
+export const WHITEOUT_RDEV = 0

@@ -1,6 +1,8 @@
 import type { Txn } from './db.js'
 import { CHUNK_SIZE, HOLE_REF, REF_SIZE, isHole, type ChunkStore } from './chunks.js'
 import type { InodeRecord } from './records.js'
+import type { FileData } from '../overlay/data.js'
+import type { UpperTxn } from '../overlay/node.js'
 
 /** Files up to this size keep their bytes in the inode record. */
 export const INLINE_MAX = 4096
@@ -26,7 +28,7 @@ export async function loadRefs(rec: DataFields, chunks: ChunkStore, path?: strin
  * changed in memory. Writes touch only the chunks they cover, so copy-up of a huge file followed
  * by a small write stores one new chunk (and one page of refs).
  */
-export class FileContent {
+export class FileContent implements FileData {
   size: number
   private refs: Buffer
   private readonly dirty = new Map<number, Buffer>()
@@ -152,8 +154,16 @@ export class FileContent {
     this.size = size
   }
 
-  /** Stores the changed chunks within `txn` and returns the data fields of the inode record. */
-  async flush(txn: Txn): Promise<DataFields> {
+  async release(): Promise<void> {}
+  /** Stored chunks are durable with the batch that wrote them. */
+  async sync(): Promise<void> {}
+
+  /**
+   * Stores the changed chunks within `txn` (a store transaction) and returns the data fields of
+   * the inode record; the batch's own commit makes it durable.
+   */
+  async flush(upperTxn: UpperTxn, _durable = false): Promise<DataFields> {
+    const txn = upperTxn as Txn
     if (this.size <= INLINE_MAX) {
       const inline = Buffer.alloc(this.size)
       await this.read(inline, 0, this.size, 0)

@@ -1,15 +1,52 @@
+import { open } from 'node:fs/promises'
 import type { Db, Txn } from './db.js'
+import type { ChunkStore } from './chunks.js'
+import { FileContent } from './filedata.js'
 import { decode } from './codec.js'
 import { entryDirPrefix, entryKey, inodeKey, layerEntriesPrefix, layerInodesPrefix } from './keys.js'
 import type { EntryRecord, InodeRecord } from './records.js'
-import type { UpperLayer } from '../overlay/node.js'
+import type { UpperTxn, UpperWriter } from '../overlay/node.js'
+import { fsError } from '../errors.js'
 
 /**
  * One layer's records in the store. Reads touch only the keys asked for: a name is one get, a
  * directory one range scan, so a huge layer is never decoded whole.
  */
-export class StoreLayer implements UpperLayer {
-  constructor(readonly id: string, private readonly db: Db) {}
+export class StoreLayer implements UpperWriter {
+  /** `chunks` is needed only to take in data that lives on the host (copy-up from a directory layer). */
+  constructor(readonly id: string, private readonly db: Db, private readonly chunks?: ChunkStore) {}
+
+  txn(): Txn {
+    return this.db.txn()
+  }
+
+  sync(): Promise<void> {
+    return this.db.syncLog()
+  }
+
+  /** Same chunks, no data moved; data of a host file is stored as chunks within the txn. */
+  async adoptRecord(txn: UpperTxn, rec: InodeRecord): Promise<InodeRecord> {
+    if (rec.hostPath === undefined) return rec
+    if (!this.chunks) throw fsError('EIO', 'copy-up', rec.hostPath, 'store layer opened without its chunk store')
+    const content = FileContent.empty(this.chunks)
+    const fh = await open(rec.hostPath, 'r')
+    try {
+      const buf = Buffer.allocUnsafe(1 << 20)
+      for (let pos = 0; ;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, pos)
+        if (bytesRead === 0) break
+        await content.write(buf.subarray(0, bytesRead), pos)
+        pos += bytesRead
+      }
+    } finally {
+      await fh.close()
+    }
+    await content.truncate(rec.size)
+    const { hostPath: _, ...kept } = rec
+    return { ...kept, ...(await content.flush(txn)) }
+  }
+
+  readonly keepsHardLinks = true
 
   async entry(dirIno: number, name: string): Promise<EntryRecord | undefined> {
     return this.db.get<EntryRecord>(entryKey(this.id, dirIno, name))
@@ -26,17 +63,18 @@ export class StoreLayer implements UpperLayer {
     return this.db.get<InodeRecord>(inodeKey(this.id, ino))
   }
 
-  putEntry(txn: Txn, dirIno: number, name: string, rec: EntryRecord): void {
-    txn.put(entryKey(this.id, dirIno, name), rec)
+  putEntry(txn: UpperTxn, dirIno: number, name: string, rec: EntryRecord): void {
+    ;(txn as Txn).put(entryKey(this.id, dirIno, name), rec)
   }
-  delEntry(txn: Txn, dirIno: number, name: string): void {
-    txn.del(entryKey(this.id, dirIno, name))
+  delEntry(txn: UpperTxn, dirIno: number, name: string): void {
+    ;(txn as Txn).del(entryKey(this.id, dirIno, name))
   }
-  putInode(txn: Txn, ino: number, rec: InodeRecord): void {
-    txn.put(inodeKey(this.id, ino), stripUndefined(rec))
+  putInode(txn: UpperTxn, ino: number, rec: InodeRecord): void {
+    if (rec.hostPath !== undefined) throw fsError('EIO', 'write', rec.hostPath, 'host data must be adopted before it is stored')
+    ;(txn as Txn).put(inodeKey(this.id, ino), stripUndefined(rec))
   }
-  delInode(txn: Txn, ino: number): void {
-    txn.del(inodeKey(this.id, ino))
+  delInode(txn: UpperTxn, ino: number): void {
+    ;(txn as Txn).del(inodeKey(this.id, ino))
   }
 
   /** Every inode record of the layer (for usage, gc, fsck, commit). */

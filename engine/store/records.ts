@@ -38,6 +38,8 @@ export interface InodeRecord {
   origin?: HostStamp
   /** The layer this inode was copied up from (as the kernel's origin xattr); usage counts only new chunks. */
   copiedFrom?: string
+  /** Never stored: the host file holding the data of an inode of a directory layer. */
+  hostPath?: string
 }
 
 /** A name in a layer directory: [ino, file type nibble (mode >> 12)]; a whiteout is [0, 0]. */

@@ -130,22 +130,11 @@ class TreeWriter {
     await this.applyAttrs(e, host)
   }
 
-  /** Copies data in large pieces; all-zero chunks (holes in the store) are not written. */
   private async copyData(e: SnapEntry, host: string): Promise<void> {
     const buf = this.buffers.pop() ?? Buffer.allocUnsafe(IO_BYTES)
     const src = await this.sfs.open(e.path, 'r')
     try {
-      const dst = await open(host, 'wx', 0o600)
-      try {
-        for (let pos = 0; pos < e.st.size; pos += IO_BYTES) {
-          const n = await readFull(src, buf, pos)
-          if (n === 0) break
-          await writeNonZeroRuns(buf, n, pos, (off, len, at) => dst.write(buf, off, len, at))
-        }
-        await dst.truncate(e.st.size)
-      } finally {
-        await dst.close()
-      }
+      await writeHostFile(src, e.st.size, host, buf)
     } finally {
       await src.close()
       this.buffers.push(buf)
@@ -154,16 +143,53 @@ class TreeWriter {
     this.progress?.(this.done, this.total, e.path)
   }
 
-  /** Owner, xattrs, mode, then times: chown clears setuid, and every change but utimes moves mtime. */
   private async applyAttrs(e: SnapEntry, host: string): Promise<void> {
-    const type = typeOf(e.st.mode)
-    if (this.asRoot) await lchown(host, e.st.uid, e.st.gid)
-    if (type !== T.LNK) {
+    const xattrs: Array<[string, Buffer]> = []
+    if (!e.st.isSymbolicLink()) {
       for (const name of await this.sfs.listxattr(e.path, { follow: false })) {
-        if (hostMayWriteXattr(name, this.asRoot)) await writeHostXattr(host, name, await this.sfs.getxattr(e.path, name, { follow: false }))
+        if (hostMayWriteXattr(name, this.asRoot)) xattrs.push([name, await this.sfs.getxattr(e.path, name, { follow: false })])
       }
-      await chmod(host, e.st.mode & 0o7777)
     }
-    await lutimes(host, utimeSeconds(e.st.atimeNs), utimeSeconds(e.st.mtimeNs))
+    await applyHostAttrs(host, e.st, xattrs, this.asRoot)
   }
+}
+
+/**
+ * Writes a new host file of `size` bytes from `src` in large pieces (`buf`, IO_BYTES long);
+ * all-zero chunks (holes in the store) are not written, so they stay holes.
+ */
+export async function writeHostFile(src: { read(buf: Buffer, off: number, len: number, pos: number): Promise<{ bytesRead: number }> }, size: number, host: string, buf: Buffer): Promise<void> {
+  const dst = await open(host, 'wx', 0o600)
+  try {
+    for (let pos = 0; pos < size; pos += IO_BYTES) {
+      const n = await readFull(src, buf, pos)
+      if (n === 0) break
+      await writeNonZeroRuns(buf, n, pos, (off, len, at) => dst.write(buf, off, len, at))
+    }
+    await dst.truncate(size)
+  } finally {
+    await dst.close()
+  }
+}
+
+/** What applyHostAttrs sets. */
+export interface HostAttrs {
+  mode: number
+  uid: number
+  gid: number
+  atimeNs: bigint
+  mtimeNs: bigint
+}
+
+/**
+ * Owner (as root only), xattrs (the caller leaves out those it may not write), mode, then times:
+ * chown clears setuid, and every change but utimes moves mtime. Symlinks get owner and times only.
+ */
+export async function applyHostAttrs(host: string, a: HostAttrs, xattrs: Array<[string, Buffer]>, asRoot: boolean): Promise<void> {
+  if (asRoot) await lchown(host, a.uid, a.gid)
+  if (typeOf(a.mode) !== T.LNK) {
+    for (const [name, value] of xattrs) await writeHostXattr(host, name, value)
+    await chmod(host, a.mode & 0o7777)
+  }
+  await lutimes(host, utimeSeconds(a.atimeNs), utimeSeconds(a.mtimeNs))
 }

@@ -77,7 +77,9 @@ async function openBoth(ctx: RunAs, path: string, flag: OpenFlag, handles: OpenP
     await store?.close()
     return diff.join('; ')
   }
-  if ('node' in m && store) handles.push({ flag, model: m.node, store })
+  // a dir opened for reading has no data to drive: only files are kept for the steps
+  if ('node' in m && m.node.kind === 'dir') await store?.close()
+  else if ('node' in m && store) handles.push({ flag, model: m.node, store })
   return undefined
 }
 

@@ -189,8 +189,12 @@ export class FsModel {
     } else {
       node = r.node
       if (excl) fail('EEXIST')
-      // Strata answers EISDIR to any open of a dir, reads too (documented in overlay/file.ts)
-      if (node.kind === 'dir') fail('EISDIR')
+      // open(2) lets a dir be opened for reading only (its reads then fail with EISDIR)
+      if (node.kind === 'dir') {
+        if (flag !== 'r') fail('EISDIR')
+        this.need(node, MAY_READ)
+        return node
+      }
       this.need(node, (flag === 'w' || flag === 'wx' || flag === 'a' ? 0 : MAY_READ) | (flag === 'r' ? 0 : MAY_WRITE))
       // Strata opens only regular files for data (documented in overlay/file.ts)
       if (node.kind !== 'file') fail('ENOTSUP')
@@ -259,7 +263,11 @@ export class FsModel {
   }
 
   readFile(path: string): Outcome {
-    return this.attempt(() => dataValue(this.open(path, 'r', 0).data))
+    return this.attempt(() => {
+      const node = this.open(path, 'r', 0)
+      if (node.kind === 'dir') fail('EISDIR')
+      return dataValue(node.data)
+    })
   }
 
   unlink(path: string): Outcome {

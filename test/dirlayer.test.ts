@@ -1,0 +1,308 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { mkdir, writeFile, symlink, link, readdir, lstat, readlink, readFile, rename, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { getAttribute, listAttributes, setAttribute } from 'fs-xattr'
+import { openDirStack, type SnapshotFs } from '../engine/index.js'
+import { rejectsWith, withStore, withTempDir } from './helpers.js'
+
+/**
+ * Directory layers in the kernel's on-disk format: every form the kernel reads, a writable
+ * directory upper that the kernel mounts with the same tree, and directory layers over a store
+ * snapshot. The kernel's own mount is the reference wherever it can be made.
+ */
+
+const kernelReason = ((): string | undefined => {
+  if (process.getuid?.() !== 0) return 'needs root (device whiteouts, trusted.* xattrs, mounts)'
+  try {
+    if (!execFileSync('cat', ['/proc/filesystems']).toString().includes('overlay')) return 'kernel overlayfs is not available'
+  } catch {
+    return 'cannot read /proc/filesystems'
+  }
+  return undefined
+})()
+
+const whiteout = (path: string): void => void execFileSync('mknod', [path, 'c', '0', '0'])
+const xattr = (path: string, name: string, value: string): Promise<void> => setAttribute(path, name, Buffer.from(value))
+
+/** What a tree shows: each path's type, mode, owner, size, content hash, link target, user xattrs. */
+interface TreeReader {
+  readdir(p: string): Promise<string[]>
+  lstat(p: string): Promise<{ mode: number; uid: number; gid: number; size: number; ino: number | bigint; isDirectory(): boolean; isSymbolicLink(): boolean; isFile(): boolean }>
+  readlink(p: string): Promise<string>
+  readFile(p: string): Promise<Buffer>
+  listxattr(p: string): Promise<string[]>
+  getxattr(p: string, n: string): Promise<Buffer>
+}
+
+const hostReader = (root: string): TreeReader => ({
+  readdir: (p) => readdir(join(root, p)),
+  lstat: (p) => lstat(join(root, p)),
+  readlink: (p) => readlink(join(root, p)),
+  readFile: (p) => readFile(join(root, p)),
+  listxattr: async (p) => ((await lstat(join(root, p))).isSymbolicLink() ? [] : listAttributes(join(root, p))),
+  getxattr: (p, n) => getAttribute(join(root, p), n),
+})
+
+const strataReader = (fs: SnapshotFs): TreeReader => ({
+  readdir: (p) => fs.readdir(p) as Promise<string[]>,
+  lstat: (p) => fs.lstat(p),
+  readlink: (p) => fs.readlink(p),
+  readFile: (p) => fs.readFile(p) as Promise<Buffer>,
+  listxattr: async (p) => ((await fs.lstat(p)).isSymbolicLink() ? [] : fs.listxattr(p, { follow: false })),
+  getxattr: (p, n) => fs.getxattr(p, n, { follow: false }),
+})
+
+async function dumpTree(r: TreeReader): Promise<{ entries: Record<string, string>; links: string[][] }> {
+  const entries: Record<string, string> = {}
+  const byIno = new Map<string, string[]>()
+  const walk = async (dir: string): Promise<void> => {
+    for (const name of (await r.readdir(dir)).sort()) {
+      const p = dir === '/' ? `/${name}` : `${dir}/${name}`
+      const st = await r.lstat(p).catch((err: { code?: string }) => err.code ?? 'error')
+      if (typeof st === 'string') {
+        entries[p] = st
+        continue
+      }
+      let desc = `${(st.mode & 0o170000).toString(8)} ${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`
+      if (st.isFile()) desc += ` ${st.size} ${createHash('sha256').update(await r.readFile(p)).digest('hex').slice(0, 12)}`
+      if (st.isSymbolicLink()) desc += ` -> ${await r.readlink(p)}`
+      for (const n of (await r.listxattr(p)).filter((x) => x.startsWith('user.')).sort()) desc += ` ${n}=${(await r.getxattr(p, n)).toString('hex')}`
+      entries[p] = desc
+      if (!st.isDirectory()) byIno.set(String(st.ino), [...(byIno.get(String(st.ino)) ?? []), p])
+      if (st.isDirectory()) await walk(p)
+    }
+  }
+  await walk('/')
+  const links = [...byIno.values()].filter((g) => g.length > 1).map((g) => g.sort()).sort()
+  return { entries, links }
+}
+
+async function withKernelMount<T>(opts: string, mnt: string, fn: () => Promise<T>): Promise<T> {
+  await mkdir(mnt, { recursive: true })
+  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', opts, mnt])
+  try {
+    return await fn()
+  } finally {
+    execFileSync('umount', [mnt])
+  }
+}
+
+/** Three lower layers holding every on-disk form the kernel reads. */
+async function makeLowers(root: string, prefix = 'trusted.overlay.'): Promise<string[]> {
+  const [top, mid, bot] = ['top', 'mid', 'bot'].map((n) => join(root, n))
+  for (const d of [top, mid, bot]) await mkdir(d)
+  // bottom: the plain tree
+  await mkdir(join(bot, 'a/deep'), { recursive: true })
+  await writeFile(join(bot, 'a/deep/f'), 'deep file')
+  await writeFile(join(bot, 'a/gone'), 'whited out by a device')
+  await writeFile(join(bot, 'a/xgone'), 'whited out by an xattr')
+  await mkdir(join(bot, 'hidden/sub'), { recursive: true })
+  await writeFile(join(bot, 'hidden/old'), 'hidden by an opaque dir')
+  await mkdir(join(bot, 'merged'))
+  await writeFile(join(bot, 'merged/kept'), 'kept under opaque=x')
+  await mkdir(join(bot, 'moved/inner'), { recursive: true })
+  await writeFile(join(bot, 'moved/inner/data'), 'reached through an absolute redirect')
+  await mkdir(join(bot, 'rel'))
+  await writeFile(join(bot, 'rel/r'), 'reached through a relative redirect')
+  await writeFile(join(bot, 'both'), 'a file here, a dir above')
+  await writeFile(join(bot, 'big'), Buffer.alloc(3 << 20, 7))
+  await writeFile(join(bot, 'h1'), 'hard linked')
+  await link(join(bot, 'h1'), join(bot, 'h2'))
+  await symlink('a/deep/f', join(bot, 'sym'))
+  await xattr(join(bot, 'a/deep/f'), 'user.color', 'blue')
+  // middle: whiteouts of both forms, opaque y and x, redirects, a dir over a file
+  await mkdir(join(mid, 'a'))
+  whiteout(join(mid, 'a/gone'))
+  await writeFile(join(mid, 'a/xgone'), '')
+  await xattr(join(mid, 'a/xgone'), `${prefix}whiteout`, '')
+  await xattr(join(mid, 'a'), `${prefix}opaque`, 'x')
+  await mkdir(join(mid, 'hidden'))
+  await xattr(join(mid, 'hidden'), `${prefix}opaque`, 'y')
+  await writeFile(join(mid, 'hidden/new'), 'the only name left')
+  await mkdir(join(mid, 'merged'))
+  await xattr(join(mid, 'merged'), `${prefix}opaque`, 'x')
+  await writeFile(join(mid, 'merged/added'), 'added beside')
+  await mkdir(join(mid, 'renamed'))
+  await xattr(join(mid, 'renamed'), `${prefix}redirect`, '/moved')
+  whiteout(join(mid, 'moved'))
+  await mkdir(join(mid, 'rel2'))
+  await xattr(join(mid, 'rel2'), `${prefix}redirect`, 'rel')
+  whiteout(join(mid, 'rel'))
+  await mkdir(join(mid, 'both'))
+  await writeFile(join(mid, 'both/inside'), 'dir over a file')
+  // top: a file over a dir, a setgid dir
+  await writeFile(join(top, 'merged'), 'file over a dir')
+  await mkdir(join(top, 'sg'), { mode: 0o2775 })
+  execFileSync('chmod', ['2775', join(top, 'sg')])
+  execFileSync('chown', ['1000:1000', join(top, 'sg')])
+  return [top, mid, bot]
+}
+
+test('directory layers: every on-disk form reads as the kernel reads it', async (t) => {
+  if (kernelReason) return t.skip(kernelReason)
+  await withTempDir('strata-dirlayer-', async (dir) => {
+    const lowers = await makeLowers(dir)
+    const fs = await openDirStack({ lowerdir: lowers, redirectDir: 'on' })
+    const ours = await dumpTree(strataReader(fs))
+    assert.equal(ours.entries['/a/gone'], undefined)
+    assert.equal(ours.entries['/a/xgone'], undefined)
+    assert.ok(ours.entries['/renamed/inner/data'])
+    assert.ok(ours.entries['/rel2/r'])
+    assert.equal(ours.entries['/hidden/old'], undefined)
+    const kernel = await withKernelMount(`lowerdir=${lowers.join(':')},redirect_dir=on`, join(dir, 'mnt'), () => dumpTree(hostReader(join(dir, 'mnt'))))
+    assert.deepEqual(ours, kernel)
+    await assert.rejects(fs.writeFile('/x', 'y'), { code: 'EROFS' })
+  })
+})
+
+test('directory layers: user.overlay.* with userxattr', async (t) => {
+  if (kernelReason) return t.skip(kernelReason)
+  await withTempDir('strata-dirlayer-', async (dir) => {
+    const lowers = await makeLowers(dir, 'user.overlay.')
+    const fs = await openDirStack({ lowerdir: lowers, userxattr: true })
+    const ours = await dumpTree(strataReader(fs))
+    assert.equal(ours.entries['/hidden/old'], undefined)
+    assert.equal(ours.entries['/a/xgone'], undefined)
+    // userxattr implies redirect_dir=nofollow, as in the kernel: a redirected dir cannot be looked up
+    assert.equal(ours.entries['/renamed'], 'EPERM')
+    await rejectsWith(openDirStack({ lowerdir: lowers, userxattr: true, redirectDir: 'on' }), 'EINVAL')
+    const kernel = await withKernelMount(`lowerdir=${lowers.join(':')},userxattr`, join(dir, 'mnt'), () => dumpTree(hostReader(join(dir, 'mnt'))))
+    assert.deepEqual(ours, kernel)
+    // without the option the same layers read as plain dirs: nothing is hidden
+    const plain = await dumpTree(strataReader(await openDirStack({ lowerdir: lowers })))
+    assert.ok(plain.entries['/hidden/old'])
+  })
+})
+
+test('directory layers: redirects are refused as the policy says', async (t) => {
+  if (kernelReason) return t.skip(kernelReason)
+  await withTempDir('strata-dirlayer-', async (dir) => {
+    const lowers = await makeLowers(dir)
+    const fs = await openDirStack({ lowerdir: lowers, redirectDir: 'nofollow' })
+    await rejectsWith(fs.readdir('/renamed'), 'EPERM', '/renamed')
+    const follow = await openDirStack({ lowerdir: lowers, redirectDir: 'follow' })
+    assert.deepEqual(await follow.readdir('/renamed'), ['inner'])
+  })
+})
+
+test('directory upper: written as the kernel writes it, and the kernel mounts the same tree', async (t) => {
+  if (kernelReason) return t.skip(kernelReason)
+  await withTempDir('strata-dirlayer-', async (dir) => {
+    const lowers = await makeLowers(dir)
+    const [upper, work] = [join(dir, 'upper'), join(dir, 'work')]
+    await mkdir(upper)
+    await mkdir(work)
+    const fs = await openDirStack({ lowerdir: lowers, upperdir: upper, workdir: work, redirectDir: 'on' })
+    await fs.writeFile('/a/new', 'created')
+    const fh = await fs.open('/big', 'r+')
+    await fh.write(Buffer.from('middle'), 0, 6, 1 << 20)
+    await fh.close()
+    await fs.rename('/a/deep', '/deeper')
+    await fs.rmdir('/hidden/sub').catch(() => undefined)
+    await fs.unlink('/hidden/new')
+    await fs.rmdir('/hidden')
+    await fs.mkdir('/hidden')
+    await fs.writeFile('/hidden/again', 'over a whiteout')
+    await fs.link('/h1', '/h3')
+    await fs.chmod('/sym', 0o600).catch(() => undefined)
+    await fs.chown('/a/new', 1234, 5678)
+    await fs.setxattr('/deeper/f', 'user.more', 'yes')
+    await fs.unlink('/sym')
+    await fs.rename('/rel2', '/a/rel3')
+    const ours = await dumpTree(strataReader(fs))
+    // the kernel's format on disk
+    assert.ok((await lstat(join(upper, 'sym'))).isCharacterDevice())
+    assert.equal((await getAttribute(join(upper, 'deeper'), 'trusted.overlay.redirect')).toString(), '/a/deep')
+    assert.equal((await getAttribute(join(upper, 'hidden'), 'trusted.overlay.opaque')).toString(), 'y')
+    assert.equal((await stat(join(upper, 'big'))).size, 3 << 20)
+    await mkdir(join(dir, 'kwork'))
+    const kernel = await withKernelMount(`lowerdir=${lowers.join(':')},upperdir=${upper},workdir=${join(dir, 'kwork')},redirect_dir=on`, join(dir, 'mnt'), () => dumpTree(hostReader(join(dir, 'mnt'))))
+    assert.deepEqual(ours, kernel)
+    // and the other way round: the upper opened again shows what the kernel showed
+    const again = await openDirStack({ lowerdir: lowers, upperdir: upper, workdir: work, redirectDir: 'on' })
+    assert.deepEqual(await dumpTree(strataReader(again)), kernel)
+  })
+})
+
+test('directory layers over a store snapshot: copy-up copies the data into the directory upper', async (t) => {
+  if (kernelReason) return t.skip(kernelReason)
+  await withTempDir('strata-dirlayer-', async (dir) => {
+    await withStore(async (store) => {
+      const src = join(dir, 'src')
+      await mkdir(join(src, 'd'), { recursive: true })
+      await writeFile(join(src, 'd/f'), Buffer.alloc(200000, 3))
+      await store.snapshotDir(src, { name: 'base' })
+      const [upper, work] = [join(dir, 'upper'), join(dir, 'work')]
+      await mkdir(upper)
+      await mkdir(work)
+      const fs = store.stackFs({ base: 'base', lowerdir: [], upperdir: upper, workdir: work })
+      const fh = await fs.open('/d/f', 'r+')
+      await fh.write(Buffer.from('xyz'), 0, 3, 100000)
+      await fh.close()
+      const host = await readFile(join(upper, 'd/f'))
+      assert.equal(host.length, 200000)
+      assert.equal(host.subarray(100000, 100003).toString(), 'xyz')
+      assert.equal(host[0], 3)
+      // the snapshot itself is unchanged
+      assert.equal((await store.fs('base').readFile('/d/f') as Buffer)[100000], 3)
+    })
+  })
+})
+
+test('directory stacks: bad options are refused with the path named', async (t) => {
+  await withTempDir('strata-dirlayer-', async (dir) => {
+    await writeFile(join(dir, 'file'), '')
+    await rejectsWith(openDirStack({ lowerdir: [join(dir, 'missing')] }), 'ENOENT', join(dir, 'missing'))
+    await rejectsWith(openDirStack({ lowerdir: [join(dir, 'file')] }), 'ENOTDIR', join(dir, 'file'))
+    await rejectsWith(openDirStack({ lowerdir: [] }), 'EINVAL')
+    await mkdir(join(dir, 'l'))
+    await mkdir(join(dir, 'u/w'), { recursive: true })
+    await rejectsWith(openDirStack({ lowerdir: [join(dir, 'l')], upperdir: join(dir, 'u') }), 'EINVAL', join(dir, 'u'))
+    await rejectsWith(openDirStack({ lowerdir: [join(dir, 'l')], upperdir: join(dir, 'u'), workdir: join(dir, 'u/w') }), 'EINVAL', join(dir, 'u/w'))
+    assert.deepEqual(await readdir(join(dir, 'u')), ['w'])
+    t.diagnostic('refusals leave the upper dir as it was')
+  })
+})
+
+test('lower hard links: one inode to a store upper, separate inodes to a directory upper (as the kernel without index)', async (t) => {
+  if (kernelReason) return t.skip(kernelReason)
+  await withTempDir('strata-dirlayer-', async (dir) => {
+    const low = join(dir, 'low')
+    await mkdir(low)
+    await writeFile(join(low, 'a'), 'linked')
+    await link(join(low, 'a'), join(low, 'b'))
+    // directory upper: renaming one name onto the other moves it, as the kernel (index=off) does
+    const [upper, work] = [join(dir, 'upper'), join(dir, 'work')]
+    await mkdir(upper)
+    await mkdir(work)
+    const fs = await openDirStack({ lowerdir: [low], upperdir: upper, workdir: work })
+    await fs.rename('/a', '/b')
+    assert.deepEqual(await fs.readdir('/'), ['b'])
+    await mkdir(join(dir, 'kwork'))
+    await mkdir(join(dir, 'kup'))
+    const kernel = await withKernelMount(`lowerdir=${low},upperdir=${join(dir, 'kup')},workdir=${join(dir, 'kwork')}`, join(dir, 'mnt'), async () => {
+      await rename(join(dir, 'mnt/a'), join(dir, 'mnt/b'))
+      return readdir(join(dir, 'mnt'))
+    })
+    assert.deepEqual(kernel, ['b'])
+    // a write through one name after copy-up is not seen through the other (the link broke)
+    await mkdir(join(dir, 'up2'))
+    await mkdir(join(dir, 'w2'))
+    const fs2 = await openDirStack({ lowerdir: [low], upperdir: join(dir, 'up2'), workdir: join(dir, 'w2') })
+    await fs2.appendFile('/a', '+more')
+    assert.equal(String(await fs2.readFile('/b')), 'linked')
+    // store upper: the rename is a no-op, and the names stay one inode across copy-up
+    await withStore(async (store) => {
+      await store.importLayer(low, { format: 'overlay', name: 'low' })
+      await store.prepare('work', 'low')
+      const sfs = store.fs('work')
+      await sfs.rename('/a', '/b')
+      assert.deepEqual(await sfs.readdir('/'), ['a', 'b'])
+      await sfs.appendFile('/a', '+more')
+      assert.equal(String(await sfs.readFile('/b')), 'linked+more')
+    })
+  })
+})
