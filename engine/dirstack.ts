@@ -34,8 +34,6 @@ export interface DirStackOptions extends OverlayOptions {
 export interface StackBase {
   tree: LowerTree
   chunks: ChunkStore
-  /** Stable device number to report. */
-  dev: number
 }
 
 const DIR_STACK_DEV = 0x53544b

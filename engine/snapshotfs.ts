@@ -1,6 +1,7 @@
 import { constants } from 'node:fs'
 import type { Creds } from './types.js'
 import { fsError } from './errors.js'
+import { checkCreds } from './validate.js'
 import type { Timespec } from './store/records.js'
 import { T, isDirType, joinPath, typeOf } from './overlay/node.js'
 import type { Overlay } from './overlay/overlay.js'
@@ -49,6 +50,14 @@ export class DirHandle implements AsyncIterable<Dirent> {
 export class SnapshotFs {
   private opened?: Promise<Overlay>
   constructor(private readonly openOverlay: () => Promise<Overlay>, readonly creds: Creds, private readonly dev: number) {}
+
+  /**
+   * The same merged tree (the same open overlay, open files and caches) seen by another caller:
+   * every call of the result checks permissions with `creds`.
+   */
+  withCreds(creds: Creds): SnapshotFs {
+    return new SnapshotFs(() => this.ov(), checkCreds(creds, ''), this.dev)
+  }
 
   /** The overlay of the snapshot, opened again if it was committed or removed since. */
   private async ov(): Promise<Overlay> {

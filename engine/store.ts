@@ -263,7 +263,7 @@ export class Store {
     let ov: Promise<Overlay> | undefined
     const open = (): Promise<Overlay> => {
       this.assertOpen()
-      ov ??= this.tree(opts.base).then((tree) => openDirOverlay(opts, { tree, chunks: this.chunks, dev: this.dev }))
+      ov ??= this.tree(opts.base).then((tree) => openDirOverlay(opts, { tree, chunks: this.chunks }))
       return ov
     }
     return new SnapshotFs(open, creds, this.dev)

@@ -306,3 +306,30 @@ test('lower hard links: one inode to a store upper, separate inodes to a directo
     })
   })
 })
+
+test('directory upper: an open file keeps its data across rename, unlink and copy-up of another link', async (t) => {
+  if (kernelReason) return t.skip(kernelReason)
+  await withTempDir('strata-dirlayer-', async (dir) => {
+    const [low, upper, work] = ['low', 'upper', 'work'].map((n) => join(dir, n))
+    for (const d of [low, upper, work]) await mkdir(d)
+    await writeFile(join(low, 'a'), 'lower data')
+    await link(join(low, 'a'), join(low, 'b'))
+    const fs = await openDirStack({ lowerdir: [low], upperdir: upper, workdir: work })
+    await fs.writeFile('/new', 'upper data')
+    const held = await fs.open('/new', 'r')
+    // the name moves and a new file takes it: the handle still reads its own file
+    await fs.rename('/new', '/moved')
+    await fs.writeFile('/new', 'other file')
+    assert.equal(String(await held.readFile()), 'upper data')
+    await fs.unlink('/moved')
+    assert.equal(String(await held.readFile()), 'upper data')
+    await held.close()
+    // a lower hard link open through one name stays on the lower file when the other is copied up
+    const lowerHeld = await fs.open('/b', 'r')
+    await fs.rename('/a', '/c')
+    await fs.appendFile('/c', ' changed')
+    assert.equal(String(await lowerHeld.readFile()), 'lower data')
+    await lowerHeld.close()
+    assert.equal(String(await fs.readFile('/c')), 'lower data changed')
+  })
+})

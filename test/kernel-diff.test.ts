@@ -11,8 +11,9 @@ import { shrinkOnFailure } from './kdiff/shrink.js'
  *
  *   STRATA_KDIFF_SEEDS   seeds: numbers and ranges, e.g. "7" or "1-50,90" (default 1-6)
  *   STRATA_KDIFF_OPS     operations per seed and mode (default 300)
- *   STRATA_KDIFF_MODES   dir, store (Strata against the kernel) and self (kernel against
- *                        kernel, a check of the harness); default "dir,store", self runs once
+ *   STRATA_KDIFF_MODES   dir, store, stack (Strata against the kernel, see kdiff/sides.ts) and
+ *                        self (kernel against kernel, a check of the harness); default
+ *                        "dir,store", and self once with fewer operations
  *   STRATA_KDIFF_SHRINK  1: on a failure, also look for a shortest operation sequence
  */
 

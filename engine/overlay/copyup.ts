@@ -51,16 +51,13 @@ export async function copyUp(ov: Overlay, node: OvlNode, syscall: string): Promi
   upper.putEntry(txn, node.parent.ino, node.name, [ino, node.type])
   await txn.commit()
   if (ino !== node.ino) {
-    // the copy is a new inode (a directory layer breaks hard links, as the kernel does)
-    ov.live.delete(node.ino)
-    if (live) {
-      live.ino = ino
-      ov.live.set(ino, live)
-    }
+    // The copy is a new inode (a directory layer breaks hard links, as the kernel without index):
+    // files open through any name of the lower inode stay on it.
     node.ino = ino
+  } else if (live && !live.inUpper) {
+    // An open copy of the inode (opened below, or the inode went up through another name) must
+    // flush to the upper record from now on, or later writes would be lost.
+    await live.movedUp((await upper.inode(ino))!)
   }
-  // An open copy of the inode (opened below, or the inode went up through another name) must
-  // flush to the upper record from now on, or later writes would be lost.
-  if (live && !live.inUpper) await live.movedUp((await upper.inode(ino))!)
   node.upper = true
 }

@@ -66,25 +66,29 @@ export class FileHandle {
     return { bytesRead, buffer }
   }
 
-  async write(buffer: Uint8Array, offset = 0, length = buffer.length - offset, position?: number): Promise<{ bytesWritten: number; buffer: Uint8Array }> {
+  /**
+   * `creds`: who writes, when not the opener (a handle passed to another process, or a FUSE
+   * request): a write by others than root drops set-id bits, judged by the writer's credentials.
+   */
+  async write(buffer: Uint8Array, offset = 0, length = buffer.length - offset, position?: number, creds: Creds = this.creds): Promise<{ bytesWritten: number; buffer: Uint8Array }> {
     this.check('write', true)
     if (offset < 0 || length < 0 || offset + length > buffer.length) throw fsError('EINVAL', 'write', this.path, 'buffer range out of bounds')
     await this.ov.env.lock.run(async () => {
       // The end of the file is read under the lock, so concurrent appends never overlap.
       const rec = await this.live.current()
       const pos = this.flags & O_APPEND || position === undefined ? rec.size : position
-      const mode = this.creds.uid !== 0 && rec.mode & 0o6000 ? killPriv(this.creds, rec) : undefined
+      const mode = creds.uid !== 0 && rec.mode & 0o6000 ? killPriv(creds, rec) : undefined
       await this.live.write(buffer.subarray(offset, offset + length), pos, mode)
     })
     return { bytesWritten: length, buffer }
   }
 
-  async truncate(len = 0): Promise<void> {
+  async truncate(len = 0, creds: Creds = this.creds): Promise<void> {
     this.check('ftruncate', true)
     if (len < 0) throw fsError('EINVAL', 'ftruncate', this.path)
     await this.ov.env.lock.run(async () => {
       const rec = await this.live.current()
-      await this.live.truncate(len, this.creds.uid !== 0 && rec.mode & 0o6000 ? killPriv(this.creds, rec) : undefined)
+      await this.live.truncate(len, creds.uid !== 0 && rec.mode & 0o6000 ? killPriv(creds, rec) : undefined)
     })
   }
 
@@ -187,6 +191,7 @@ export async function openFile(ov: Overlay, creds: Creds, path: string, flagsIn:
       // name): its changes then belong to that upper record, or they would never be flushed.
       const inUpper = node!.upper || (ov.upper !== null && (await ov.upper.inode(node!.ino)) !== undefined)
       live = new LiveInode(ov, node!.ino, await ov.inodeOf(node!), inUpper, node!.path)
+      await live.openHostData()
       ov.live.set(node!.ino, live)
     }
     live.opens++

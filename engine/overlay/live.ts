@@ -16,7 +16,7 @@ export class LiveInode {
   /** Record fields changed with no data change, still to be flushed. */
   private recordChanged = false
 
-  constructor(private readonly ov: Overlay, public ino: number, private rec: InodeRecord, public inUpper: boolean, readonly path: string) {}
+  constructor(private readonly ov: Overlay, readonly ino: number, private rec: InodeRecord, public inUpper: boolean, readonly path: string) {}
 
   /** The record as the overlay shows it now, unflushed size and times included. */
   async current(): Promise<InodeRecord> {
@@ -39,6 +39,15 @@ export class LiveInode {
     }
     this.rec = { ...rec, size: this.content?.size ?? rec.size }
     this.inUpper = true
+    await this.openHostData()
+  }
+
+  /**
+   * A directory layer's file is opened on the host at once: its host path names it only until the
+   * next rename or unlink, while the open file must keep reaching the same data.
+   */
+  async openHostData(): Promise<void> {
+    if (this.rec.hostPath !== undefined) await this.data()
   }
 
   private async data(): Promise<FileData> {

@@ -4,9 +4,14 @@ import { lookup, mergedNames, type Attrs, type Layer, type LayerNode } from './s
 /**
  * Random lower layers in the kernel's on-disk format (as data; disk.ts writes them). Names come
  * from small pools so layers collide: a name is a file in one layer and a dir in another,
- * whiteouts and opaque dirs hide things below. Whiteouts are put only in dirs that merge with a
- * lower layer: in a dir that does not, the kernel's readdir passes the layer's dir through and
- * lists the whiteout's name although a lookup of it fails.
+ * whiteouts and opaque dirs hide things below. Whiteouts go only where the kernel's lookup and
+ * readdir agree on them (measured on Linux 6.18):
+ *   - only in dirs that merge with a layer below (so never in the bottom layer): in a dir that
+ *     does not, readdir passes the layer's dir through and lists the whiteout's name, although
+ *     a lookup of it fails;
+ *   - the xattr form (an empty regular file with trusted.overlay.whiteout) only in a dir whose
+ *     trusted.overlay.opaque is 'x': lookup takes such a file for a whiteout in any dir, readdir
+ *     only in an 'x' dir, and never in the bottom layer.
  */
 
 const ROOT_NAMES = ['a', 'b', 'c', 'd', 'e', 'f']

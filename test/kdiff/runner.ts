@@ -54,6 +54,7 @@ export async function runMode(opts: SeedOptions, mode: Mode, lowers: Lowers, bas
   // searchable by every caller the operations run as
   await chmod(base, 0o755)
   const mounts = new Mounts(base)
+  let failed = false
   try {
     const sides = await makeSides(mode, mounts, lowers.dirs)
     try {
@@ -61,8 +62,14 @@ export async function runMode(opts: SeedOptions, mode: Mode, lowers: Lowers, bas
     } finally {
       await sides.sut.close().catch(() => {})
     }
+  } catch (err) {
+    failed = true
+    throw err
   } finally {
-    await mounts.unmountAll()
+    // a failure to unmount is reported unless it would hide the run's own failure
+    await mounts.unmountAll().catch((err: unknown) => {
+      if (!failed) throw err
+    })
   }
 }
 

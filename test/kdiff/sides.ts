@@ -1,7 +1,6 @@
 import { chmod, mkdtemp } from 'node:fs/promises'
 import { join } from 'node:path'
-import { SnapshotFs, Store } from '../../engine/index.js'
-import { openDirOverlay } from '../../engine/dirstack.js'
+import { Store, openDirStack } from '../../engine/index.js'
 import { HostFs, type FsUnderTest } from './fsut.js'
 import { mountOverlay, unmount } from './mounts.js'
 import { StrataFs } from './strata-fsut.js'
@@ -13,13 +12,15 @@ import { StrataFs } from './strata-fsut.js'
  *         a directory upper cannot express more).
  *   store the lower dirs imported as a chain of store layers; Strata keeps hard links as one inode
  *         across copy-up, as the kernel does with index=on.
+ *   stack the bottom half of the lower dirs imported into the store, the others stacked on that
+ *         snapshot as directory layers with a directory upper (as store.stackFs); index=off.
  *   self  a second kernel mount in place of Strata: checks the harness itself (no differences).
  * After the operations, `afterwards` yields more trees that must equal the reference: the
  * kernel's own view of what the side left on disk (and the store's snapshot once committed).
  */
 
-export type Mode = 'dir' | 'store' | 'self'
-export const MODES: Mode[] = ['dir', 'store', 'self']
+export type Mode = 'dir' | 'store' | 'stack' | 'self'
+export const MODES: Mode[] = ['dir', 'store', 'stack', 'self']
 
 export interface Sides {
   ref: FsUnderTest
@@ -28,11 +29,11 @@ export interface Sides {
   afterwards(): AsyncGenerator<FsUnderTest>
 }
 
-const DIR_DEV = 0x6b646966
 
 const KERNEL_OPTS: Record<Mode, string[]> = {
   dir: ['redirect_dir=on', 'index=off'],
   store: ['redirect_dir=on', 'index=on'],
+  stack: ['redirect_dir=on', 'index=off'],
   self: ['redirect_dir=on', 'index=off'],
 }
 
@@ -84,6 +85,7 @@ export async function makeSides(mode: Mode, m: Mounts, lowers: string[]): Promis
   const ref = await m.mountWith(refLabel(mode), await m.dir('ref'), { lowerdir: lowers, ...refUp, options: opts })
   if (mode === 'self') return selfSides(m, lowers, ref)
   if (mode === 'dir') return dirSides(m, lowers, ref)
+  if (mode === 'stack') return stackSides(m, lowers, ref)
   return storeSides(m, lowers, ref)
 }
 
@@ -104,9 +106,9 @@ async function selfSides(m: Mounts, lowers: string[], ref: FsUnderTest): Promise
 
 async function dirSides(m: Mounts, lowers: string[], ref: FsUnderTest): Promise<Sides> {
   const up = await newUpper(m, 'strata')
-  // one overlay for every caller, as openDirStack would make it for one
-  const ov = await openDirOverlay({ lowerdir: lowers, ...up, redirectDir: 'on' })
-  const sut = new StrataFs('Strata dir stack', (creds) => new SnapshotFs(async () => ov, creds, DIR_DEV), async () => {})
+  // one overlay for every caller
+  const fs = await openDirStack({ lowerdir: lowers, ...up, redirectDir: 'on' })
+  const sut = new StrataFs('Strata dir stack', (creds) => fs.withCreds(creds), async () => {})
   return {
     ref,
     sut,
@@ -117,7 +119,8 @@ async function dirSides(m: Mounts, lowers: string[], ref: FsUnderTest): Promise<
   }
 }
 
-async function storeSides(m: Mounts, lowers: string[], ref: FsUnderTest): Promise<Sides> {
+/** A store with `dirs` (top first) imported as a chain of committed snapshots; the top one's name. */
+async function importedStore(m: Mounts, dirs: string[]): Promise<{ store: Store; top: string; close: () => Promise<void> }> {
   const store = await Store.open({ path: await m.dir('store') })
   let closed = false
   const close = async (): Promise<void> => {
@@ -126,12 +129,43 @@ async function storeSides(m: Mounts, lowers: string[], ref: FsUnderTest): Promis
   }
   try {
     let parent: string | undefined
-    for (let i = lowers.length - 1; i >= 0; i--) {
+    for (let i = dirs.length - 1; i >= 0; i--) {
       const name = `lower-${i}`
-      await store.importLayer(lowers[i], { format: 'overlay', name, ...(parent ? { parent } : {}) })
+      await store.importLayer(dirs[i], { format: 'overlay', name, ...(parent ? { parent } : {}) })
       parent = name
     }
-    await store.prepare('work', parent)
+    return { store, top: parent!, close }
+  } catch (err) {
+    await close()
+    throw err
+  }
+}
+
+async function stackSides(m: Mounts, lowers: string[], ref: FsUnderTest): Promise<Sides> {
+  const split = Math.ceil(lowers.length / 2)
+  const { store, top, close } = await importedStore(m, lowers.slice(split))
+  try {
+    const up = await newUpper(m, 'strata')
+    const fs = store.stackFs({ base: top, lowerdir: lowers.slice(0, split), ...up, redirectDir: 'on' })
+    const sut = new StrataFs('Strata dir layers over a store snapshot', (creds) => fs.withCreds(creds), close)
+    return {
+      ref,
+      sut,
+      async *afterwards() {
+        await sut.close()
+        yield await m.mountWith('kernel over Strata\'s upper dir', await m.dir('again'), { lowerdir: lowers, upperdir: up.upperdir, workdir: await m.dir('again-work'), options: KERNEL_OPTS.stack })
+      },
+    }
+  } catch (err) {
+    await close()
+    throw err
+  }
+}
+
+async function storeSides(m: Mounts, lowers: string[], ref: FsUnderTest): Promise<Sides> {
+  const { store, top, close } = await importedStore(m, lowers)
+  try {
+    await store.prepare('work', top)
     const sut = new StrataFs('Strata store stack', (creds) => store.fs('work', { redirectDir: 'on', creds }), close)
     return {
       ref,
