@@ -1,5 +1,6 @@
 import { getAttributeSync, listAttributesSync, setAttribute } from 'fs-xattr'
 import { T } from '../overlay/node.js'
+import { isOverlayPrivateXattr } from '../overlay/whiteout.js'
 import { isCode } from '../errors.js'
 import { hostError } from './io.js'
 
@@ -25,7 +26,7 @@ export function readHostXattrs(path: string, type: number, withOverlay = false):
   }
   const out: Xattrs = {}
   for (const n of names.sort()) {
-    if (!withOverlay && n.startsWith('trusted.overlay.')) continue
+    if (!withOverlay && isOverlayPrivateXattr(n)) continue
     try {
       out[n] = getAttributeSync(path, n)
     } catch (err) {

@@ -2,13 +2,8 @@ import type { InodeRecord } from '../store/records.js'
 import { fsError } from '../errors.js'
 import { isDirType, type OvlNode } from './node.js'
 import { nodeInode } from './namei.js'
+import { isOverlayPrivateXattr } from './whiteout.js'
 import type { Overlay } from './overlay.js'
-
-/**
- * xattrs the overlay keeps for itself never travel with a copy-up. Only trusted.overlay.* is
- * reserved (as the kernel's overlay without userxattr): user.overlay.* is callers' data like any user.*.
- */
-const isOverlayPrivate = (name: string): boolean => name.startsWith('trusted.overlay.')
 
 /**
  * The upper copy of a lower inode. A metadata write: a regular file's new record points at the
@@ -17,7 +12,8 @@ const isOverlayPrivate = (name: string): boolean => name.startsWith('trusted.ove
 export function copyUpRecord(rec: InodeRecord, keepXattr?: (name: string) => boolean): InodeRecord {
   const up: InodeRecord = { ...rec }
   if (rec.xattrs) {
-    const kept = Object.entries(rec.xattrs).filter(([k]) => !isOverlayPrivate(k) && (keepXattr?.(k) ?? true))
+    // only trusted.overlay.* stays behind (as the kernel without userxattr): user.overlay.* is data
+    const kept = Object.entries(rec.xattrs).filter(([k]) => !isOverlayPrivateXattr(k) && (keepXattr?.(k) ?? true))
     up.xattrs = kept.length > 0 ? Object.fromEntries(kept) : undefined
   }
   if (isDirType((rec.mode & 0o170000) >> 12)) {

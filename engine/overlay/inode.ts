@@ -6,6 +6,7 @@ import { T, typeOf, type OvlNode } from './node.js'
 import { MAY_WRITE, chmodResult, checkAccess, checkChown, isOwner, killPriv, permits } from './permission.js'
 import { copyUp } from './copyup.js'
 import { writeInode } from './update.js'
+import { isOverlayPrivateXattr } from './whiteout.js'
 import type { Overlay } from './overlay.js'
 
 /**
@@ -63,12 +64,15 @@ const XATTR_CREATE = 1
 const XATTR_REPLACE = 2
 const XATTR_NAMESPACES = ['user.', 'trusted.', 'security.', 'system.']
 
+/** The name is in a namespace of xattr(7), with something after the prefix. */
+export const isKnownXattrNamespace = (name: string): boolean => XATTR_NAMESPACES.some((p) => name.startsWith(p) && name.length > p.length)
+
 function checkXattrName(name: string, syscall: string, path: string): void {
   if (typeof name !== 'string' || name.length === 0) throw fsError('EINVAL', syscall, path, 'empty xattr name')
   if (Buffer.byteLength(name) > 255) throw fsError('ERANGE', syscall, path, 'xattr name too long')
-  if (!XATTR_NAMESPACES.some((p) => name.startsWith(p) && name.length > p.length)) throw fsError('ENOTSUP', syscall, path, `xattr '${name}' is in no known namespace`)
+  if (!isKnownXattrNamespace(name)) throw fsError('ENOTSUP', syscall, path, `xattr '${name}' is in no known namespace`)
   // The overlay's own xattrs are not for callers, as the kernel hides trusted.overlay.*
-  if (name.startsWith('trusted.overlay.')) throw fsError('ENOTSUP', syscall, path, `xattr '${name}' is reserved for the overlay`)
+  if (isOverlayPrivateXattr(name)) throw fsError('ENOTSUP', syscall, path, `xattr '${name}' is reserved for the overlay`)
 }
 
 /** Who may read or write an xattr, by namespace (xattr(7)). */
@@ -99,7 +103,7 @@ export async function getxattr(ov: Overlay, creds: Creds, path: string, name: st
 export async function listxattr(ov: Overlay, creds: Creds, path: string, follow = true): Promise<string[]> {
   const node = await ov.resolve(path, creds, 'listxattr', follow)
   const rec = await ov.inodeOf(node)
-  return Object.keys(rec.xattrs ?? {}).filter((n) => !n.startsWith('trusted.overlay.') && (creds.uid === 0 || !n.startsWith('trusted.')))
+  return Object.keys(rec.xattrs ?? {}).filter((n) => !isOverlayPrivateXattr(n) && (creds.uid === 0 || !n.startsWith('trusted.')))
 }
 
 export async function setxattr(ov: Overlay, creds: Creds, path: string, name: string, value: Uint8Array, flags = 0, follow = true): Promise<void> {

@@ -56,6 +56,12 @@ export function parseOpaqueXattr(value: Buffer | undefined): { opaque: boolean; 
   return { opaque: v === 'y', xwhiteouts: v === 'x' }
 }
 
+/**
+ * The overlay's own xattrs (`trusted.overlay.*`): markers of a layer, never a file's data, never
+ * shown to callers nor carried by a copy-up or a tar.
+ */
+export const isOverlayPrivateXattr = (name: string): boolean => name.startsWith('trusted.overlay.')
+
 /** The value written to make a dir opaque. */
 export const OPAQUE_VALUE = Buffer.from('y')
 

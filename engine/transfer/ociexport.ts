@@ -14,7 +14,8 @@ import { isWhiteoutEntry } from '../overlay/whiteout.js'
 import { toNs } from '../overlay/stats.js'
 import { sameXattrs } from '../host/xattrs.js'
 import { IO_BYTES, hostError, readFull } from '../host/io.js'
-import { LayerTarWriter, isOverlayXattr, tarHeader, type EntryType } from './ocitar.js'
+import { LayerTarWriter, tarHeader, type EntryType } from './ocitar.js'
+import { isOverlayPrivateXattr } from '../overlay/whiteout.js'
 import { isWhiteoutName, memberName, opaqueName, whiteoutName } from './ocipaths.js'
 
 const SYSCALL = 'exportLayer'
@@ -198,7 +199,7 @@ class LayerExporter {
   private async xattrs(path: string): Promise<Record<string, Buffer> | undefined> {
     const out: Record<string, Buffer> = {}
     for (const name of await this.fs.listxattr(path, { follow: false })) {
-      if (!isOverlayXattr(name)) out[name] = await this.fs.getxattr(path, name, { follow: false })
+      if (!isOverlayPrivateXattr(name)) out[name] = await this.fs.getxattr(path, name, { follow: false })
     }
     return Object.keys(out).length > 0 ? out : undefined
   }

@@ -12,6 +12,8 @@ import { fromNs } from '../overlay/stats.js'
 import type { Timespec } from '../store/records.js'
 import { makeDev, splitDev } from '../host/nodes.js'
 import { hostError } from '../host/io.js'
+import { isKnownXattrNamespace } from '../overlay/inode.js'
+import { isOverlayPrivateXattr } from '../overlay/whiteout.js'
 
 /**
  * OCI layer tars as streams of members, in one place: reading a tar (gzip detected by its magic
@@ -60,10 +62,6 @@ const XATTR_VALUE_MAX = 65536
 const SYMLINK_MAX = 4096
 const SCHILY_XATTR = 'SCHILY.xattr.'
 const LIBARCHIVE_XATTR = 'LIBARCHIVE.xattr.'
-/** Namespaces a file's xattr can be in (xattr(7)). */
-const XATTR_NAMESPACES = ['user.', 'trusted.', 'security.', 'system.']
-/** The overlay's own xattrs describe a layer dir, not a file: never carried in a tar. */
-export const isOverlayXattr = (name: string): boolean => name.startsWith('trusted.overlay.')
 
 /** The checked header of a member; refuses what the store could not hold exactly. */
 export function entryOf(header: Header, syscall: string): LayerEntry {
@@ -124,8 +122,8 @@ function xattrsOf(pax: Record<string, string>, type: EntryType, bad: (detail: st
     } else {
       continue
     }
-    if (isOverlayXattr(name)) continue
-    if (!XATTR_NAMESPACES.some((p) => name.startsWith(p) && name.length > p.length)) bad(`xattr '${name}' is in no known namespace`, 'ENOTSUP')
+    if (isOverlayPrivateXattr(name)) continue
+    if (!isKnownXattrNamespace(name)) bad(`xattr '${name}' is in no known namespace`, 'ENOTSUP')
     if (Buffer.byteLength(name) > XATTR_NAME_MAX || bytes.length > XATTR_VALUE_MAX) bad(`xattr '${name}' is too long`, 'ERANGE')
     // as the kernel: user.* only on regular files and dirs
     if (name.startsWith('user.') && type !== 'file' && type !== 'dir') bad(`xattr '${name}': user.* xattrs are only allowed on regular files and dirs`, 'EPERM')
