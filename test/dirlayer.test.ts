@@ -1,12 +1,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { createHash } from 'node:crypto'
-import { mkdir, writeFile, symlink, link, readdir, lstat, readlink, readFile, rename, stat } from 'node:fs/promises'
+import { mkdir, writeFile, symlink, link, readdir, lstat, readFile, rename, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { getAttribute, listAttributes, setAttribute } from 'fs-xattr'
-import { openDirStack, type SnapshotFs } from '../engine/index.js'
+import { getAttribute, setAttribute } from 'fs-xattr'
+import { openDirStack } from '../engine/index.js'
 import { rejectsWith, withStore, withTempDir } from './helpers.js'
+import { diffTrees, readTree } from './treecompare.js'
 
 /**
  * Directory layers in the kernel's on-disk format: every form the kernel reads, a writable
@@ -26,59 +26,6 @@ const kernelReason = ((): string | undefined => {
 
 const whiteout = (path: string): void => void execFileSync('mknod', [path, 'c', '0', '0'])
 const xattr = (path: string, name: string, value: string): Promise<void> => setAttribute(path, name, Buffer.from(value))
-
-/** What a tree shows: each path's type, mode, owner, size, content hash, link target, user xattrs. */
-interface TreeReader {
-  readdir(p: string): Promise<string[]>
-  lstat(p: string): Promise<{ mode: number; uid: number; gid: number; size: number; ino: number | bigint; isDirectory(): boolean; isSymbolicLink(): boolean; isFile(): boolean }>
-  readlink(p: string): Promise<string>
-  readFile(p: string): Promise<Buffer>
-  listxattr(p: string): Promise<string[]>
-  getxattr(p: string, n: string): Promise<Buffer>
-}
-
-const hostReader = (root: string): TreeReader => ({
-  readdir: (p) => readdir(join(root, p)),
-  lstat: (p) => lstat(join(root, p)),
-  readlink: (p) => readlink(join(root, p)),
-  readFile: (p) => readFile(join(root, p)),
-  listxattr: async (p) => ((await lstat(join(root, p))).isSymbolicLink() ? [] : listAttributes(join(root, p))),
-  getxattr: (p, n) => getAttribute(join(root, p), n),
-})
-
-const strataReader = (fs: SnapshotFs): TreeReader => ({
-  readdir: (p) => fs.readdir(p) as Promise<string[]>,
-  lstat: (p) => fs.lstat(p),
-  readlink: (p) => fs.readlink(p),
-  readFile: (p) => fs.readFile(p) as Promise<Buffer>,
-  listxattr: async (p) => ((await fs.lstat(p)).isSymbolicLink() ? [] : fs.listxattr(p, { follow: false })),
-  getxattr: (p, n) => fs.getxattr(p, n, { follow: false }),
-})
-
-async function dumpTree(r: TreeReader): Promise<{ entries: Record<string, string>; links: string[][] }> {
-  const entries: Record<string, string> = {}
-  const byIno = new Map<string, string[]>()
-  const walk = async (dir: string): Promise<void> => {
-    for (const name of (await r.readdir(dir)).sort()) {
-      const p = dir === '/' ? `/${name}` : `${dir}/${name}`
-      const st = await r.lstat(p).catch((err: { code?: string }) => err.code ?? 'error')
-      if (typeof st === 'string') {
-        entries[p] = st
-        continue
-      }
-      let desc = `${(st.mode & 0o170000).toString(8)} ${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`
-      if (st.isFile()) desc += ` ${st.size} ${createHash('sha256').update(await r.readFile(p)).digest('hex').slice(0, 12)}`
-      if (st.isSymbolicLink()) desc += ` -> ${await r.readlink(p)}`
-      for (const n of (await r.listxattr(p)).filter((x) => x.startsWith('user.')).sort()) desc += ` ${n}=${(await r.getxattr(p, n)).toString('hex')}`
-      entries[p] = desc
-      if (!st.isDirectory()) byIno.set(String(st.ino), [...(byIno.get(String(st.ino)) ?? []), p])
-      if (st.isDirectory()) await walk(p)
-    }
-  }
-  await walk('/')
-  const links = [...byIno.values()].filter((g) => g.length > 1).map((g) => g.sort()).sort()
-  return { entries, links }
-}
 
 async function withKernelMount<T>(opts: string, mnt: string, fn: () => Promise<T>): Promise<T> {
   await mkdir(mnt, { recursive: true })
@@ -146,14 +93,14 @@ test('directory layers: every on-disk form reads as the kernel reads it', async 
   await withTempDir('strata-dirlayer-', async (dir) => {
     const lowers = await makeLowers(dir)
     const fs = await openDirStack({ lowerdir: lowers, redirectDir: 'on' })
-    const ours = await dumpTree(strataReader(fs))
+    const ours = await readTree(fs, { unreadable: true })
     assert.equal(ours.entries['/a/gone'], undefined)
     assert.equal(ours.entries['/a/xgone'], undefined)
     assert.ok(ours.entries['/renamed/inner/data'])
     assert.ok(ours.entries['/rel2/r'])
     assert.equal(ours.entries['/hidden/old'], undefined)
-    const kernel = await withKernelMount(`lowerdir=${lowers.join(':')},redirect_dir=on`, join(dir, 'mnt'), () => dumpTree(hostReader(join(dir, 'mnt'))))
-    assert.deepEqual(ours, kernel)
+    const kernel = await withKernelMount(`lowerdir=${lowers.join(':')},redirect_dir=on`, join(dir, 'mnt'), () => readTree(join(dir, 'mnt'), { unreadable: true }))
+    assert.deepEqual(diffTrees(kernel, ours), [])
     await assert.rejects(fs.writeFile('/x', 'y'), { code: 'EROFS' })
   })
 })
@@ -163,16 +110,16 @@ test('directory layers: user.overlay.* with userxattr', async (t) => {
   await withTempDir('strata-dirlayer-', async (dir) => {
     const lowers = await makeLowers(dir, 'user.overlay.')
     const fs = await openDirStack({ lowerdir: lowers, userxattr: true })
-    const ours = await dumpTree(strataReader(fs))
+    const ours = await readTree(fs, { unreadable: true })
     assert.equal(ours.entries['/hidden/old'], undefined)
     assert.equal(ours.entries['/a/xgone'], undefined)
     // userxattr implies redirect_dir=nofollow, as in the kernel: a redirected dir cannot be looked up
-    assert.equal(ours.entries['/renamed'], 'EPERM')
+    assert.equal(ours.errors?.['/renamed'], 'EPERM')
     await rejectsWith(openDirStack({ lowerdir: lowers, userxattr: true, redirectDir: 'on' }), 'EINVAL')
-    const kernel = await withKernelMount(`lowerdir=${lowers.join(':')},userxattr`, join(dir, 'mnt'), () => dumpTree(hostReader(join(dir, 'mnt'))))
-    assert.deepEqual(ours, kernel)
+    const kernel = await withKernelMount(`lowerdir=${lowers.join(':')},userxattr`, join(dir, 'mnt'), () => readTree(join(dir, 'mnt'), { unreadable: true }))
+    assert.deepEqual(diffTrees(kernel, ours), [])
     // without the option the same layers read as plain dirs: nothing is hidden
-    const plain = await dumpTree(strataReader(await openDirStack({ lowerdir: lowers })))
+    const plain = await readTree(await openDirStack({ lowerdir: lowers }), { unreadable: true })
     assert.ok(plain.entries['/hidden/old'])
   })
 })
@@ -212,18 +159,18 @@ test('directory upper: written as the kernel writes it, and the kernel mounts th
     await fs.setxattr('/deeper/f', 'user.more', 'yes')
     await fs.unlink('/sym')
     await fs.rename('/rel2', '/a/rel3')
-    const ours = await dumpTree(strataReader(fs))
+    const ours = await readTree(fs, { unreadable: true })
     // the kernel's format on disk
     assert.ok((await lstat(join(upper, 'sym'))).isCharacterDevice())
     assert.equal((await getAttribute(join(upper, 'deeper'), 'trusted.overlay.redirect')).toString(), '/a/deep')
     assert.equal((await getAttribute(join(upper, 'hidden'), 'trusted.overlay.opaque')).toString(), 'y')
     assert.equal((await stat(join(upper, 'big'))).size, 3 << 20)
     await mkdir(join(dir, 'kwork'))
-    const kernel = await withKernelMount(`lowerdir=${lowers.join(':')},upperdir=${upper},workdir=${join(dir, 'kwork')},redirect_dir=on`, join(dir, 'mnt'), () => dumpTree(hostReader(join(dir, 'mnt'))))
-    assert.deepEqual(ours, kernel)
+    const kernel = await withKernelMount(`lowerdir=${lowers.join(':')},upperdir=${upper},workdir=${join(dir, 'kwork')},redirect_dir=on`, join(dir, 'mnt'), () => readTree(join(dir, 'mnt'), { unreadable: true }))
+    assert.deepEqual(diffTrees(kernel, ours), [])
     // and the other way round: the upper opened again shows what the kernel showed
     const again = await openDirStack({ lowerdir: lowers, upperdir: upper, workdir: work, redirectDir: 'on' })
-    assert.deepEqual(await dumpTree(strataReader(again)), kernel)
+    assert.deepEqual(diffTrees(kernel, await readTree(again, { unreadable: true })), [])
   })
 })
 

@@ -38,11 +38,15 @@ export interface Tree {
   entries: Record<string, TreeEntry>
   /** Non-dirs that share an inode: each group's paths sorted, groups sorted by first path. */
   links: string[][]
+  /** With `unreadable`: paths whose lstat failed, with the errno code. */
+  errors?: Record<string, string>
 }
 
 export interface ReadTreeOptions {
   /** Which xattrs to compare (default: `user.*`). */
   xattrs?: (name: string) => boolean
+  /** Record a name whose lstat fails (listed, yet refused: a redirect the policy forbids) instead of throwing. */
+  unreadable?: boolean
 }
 
 /** Reads a tree from a host dir (a path) or a snapshot (a SnapshotFs). */
@@ -51,8 +55,17 @@ export async function readTree(source: string | SnapshotFs, opts: ReadTreeOption
   const wanted = opts.xattrs ?? ((n: string) => n.startsWith('user.'))
   const entries: Record<string, TreeEntry> = {}
   const byIno = new Map<number, string[]>()
+  const errors: Record<string, string> = {}
   const visit = async (path: string): Promise<void> => {
-    const st = await io.lstat(path)
+    let st: Awaited<ReturnType<TreeIo['lstat']>>
+    try {
+      st = await io.lstat(path)
+    } catch (err) {
+      const code = (err as { code?: unknown }).code
+      if (!opts.unreadable || typeof code !== 'string') throw err
+      errors[path] = code
+      return
+    }
     const type = typeName(st.mode)
     const e: TreeEntry = { type, mode: st.mode, uid: st.uid, gid: st.gid, xattrs: {} }
     if (type !== 'dir') {
@@ -70,7 +83,7 @@ export async function readTree(source: string | SnapshotFs, opts: ReadTreeOption
   }
   await visit('/')
   const links = [...byIno.values()].filter((g) => g.length > 1).map((g) => g.sort()).sort((a, b) => (a[0] < b[0] ? -1 : 1))
-  return { entries, links }
+  return opts.unreadable ? { entries, links, errors } : { entries, links }
 }
 
 /** Human-readable differences, empty when the trees are the same. */
@@ -83,6 +96,7 @@ export function diffTrees(expected: Tree, actual: Tree): string[] {
     else if (!e) out.push(`${p}: unexpected ${a.type}`)
     else if (JSON.stringify(e) !== JSON.stringify(a)) out.push(`${p}: expected ${JSON.stringify(e)}, got ${JSON.stringify(a)}`)
   }
+  if (JSON.stringify(expected.errors) !== JSON.stringify(actual.errors)) out.push(`unreadable: expected ${JSON.stringify(expected.errors)}, got ${JSON.stringify(actual.errors)}`)
   if (JSON.stringify(expected.links) !== JSON.stringify(actual.links)) out.push(`hard links: expected ${JSON.stringify(expected.links)}, got ${JSON.stringify(actual.links)}`)
   return out
 }

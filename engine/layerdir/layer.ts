@@ -39,7 +39,9 @@ export class DirLayer implements UpperLayer {
   /** `dir\0name` → the ino met there. */
   private readonly at = new Map<string, number>()
   /** Host inode (dev:ino) → the layer's inode number. */
-  protected readonly byHost = new Map<string, number>()
+  private readonly byHost = new Map<string, number>()
+  /** The other way: ino → its host inode. */
+  private readonly hostOf = new Map<number, string>()
   /** Objects set aside (in the work dir) during one transaction. */
   protected readonly aside = new Map<number, string>()
 
@@ -63,13 +65,29 @@ export class DirLayer implements UpperLayer {
   /** The layer's number for a host object, remembering `dir/name` as where it is. */
   protected bind(st: BigIntStats, dir: number, name: string): number {
     const key = hostKey(st)
-    let ino = this.byHost.get(key)
-    if (ino === undefined) {
-      ino = this.opts.allocIno()
-      this.byHost.set(key, ino)
-    }
+    const ino = this.byHost.get(key) ?? this.opts.allocIno()
+    this.tie(key, ino)
     this.remember(ino, dir, name)
     return ino
+  }
+
+  /** Host inode `key` (dev:ino) is the layer's inode `ino`. */
+  protected tie(key: string, ino: number): void {
+    this.byHost.set(key, ino)
+    this.hostOf.set(ino, key)
+  }
+
+  /** The layer's inode at host inode `key`, if met. */
+  protected inoAt(key: string): number | undefined {
+    return this.byHost.get(key)
+  }
+
+  /** The inode is gone: its names and its host inode are forgotten. */
+  protected forget(ino: number): void {
+    for (const ref of this.names.get(ino) ?? []) this.dropName(ref.dir, ref.name)
+    const key = this.hostOf.get(ino)
+    if (key !== undefined && this.byHost.get(key) === ino) this.byHost.delete(key)
+    this.hostOf.delete(ino)
   }
 
   /** Records that `dir/name` is (now) a name of `ino`. */

@@ -13,6 +13,7 @@ import { readHostXattrs, writeHostXattr } from '../host/xattrs.js'
 import { hostError, writeNonZeroRuns, IO_BYTES } from '../host/io.js'
 import { fsError, isCode } from '../errors.js'
 import { DirLayer, type DirLayerOptions } from './layer.js'
+import { hostKey } from '../host/scan.js'
 
 export interface DirUpperOptions extends DirLayerOptions {
   /** The kernel's workdir: new objects are made here and renamed into place. */
@@ -117,11 +118,6 @@ export class DirUpper extends DirLayer implements UpperWriter {
     }
   }
 
-  private forget(ino: number): void {
-    for (const ref of this.names.get(ino) ?? []) this.dropName(ref.dir, ref.name)
-    for (const [k, v] of this.byHost) if (v === ino) this.byHost.delete(k)
-  }
-
   /** Removes whatever is at `path`: a dir of the upper layer holds at most whiteouts by now. */
   private async removeAt(path: string): Promise<void> {
     await rm(path, { recursive: true, force: true }).catch((err: unknown) => { throw hostError(err, 'unlink', path) })
@@ -144,7 +140,7 @@ export class DirUpper extends DirLayer implements UpperWriter {
     const occupant = await this.lstatOrUndefined(target)
     if (occupant) {
       // an object that this txn puts elsewhere too (an exchange) steps aside first
-      const other = this.byHost.get(`${occupant.dev}:${occupant.ino}`)
+      const other = this.inoAt(hostKey(occupant))
       if (other !== undefined && other !== ino && placed.has(other)) {
         const aside = this.tmpPath()
         await rename(target, aside)
@@ -179,7 +175,7 @@ export class DirUpper extends DirLayer implements UpperWriter {
     await rename(made, target)
     this.aside.delete(ino)
     const st = (await this.lstatOrUndefined(target))!
-    this.byHost.set(`${st.dev}:${st.ino}`, ino)
+    this.tie(hostKey(st), ino)
     this.remember(ino, dir, name)
   }
 
