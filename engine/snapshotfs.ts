@@ -59,6 +59,15 @@ export class SnapshotFs {
     return new SnapshotFs(() => this.ov(), checkCreds(creds, ''), this.dev)
   }
 
+  /**
+   * Whether the names of a hard link stay one inode when a copy-up happens through one of them.
+   * A store upper keeps them together (like the kernel with index=on); a directory upper breaks
+   * them, as the kernel without an index does. A read-only tree never copies up.
+   */
+  async hardLinksSurviveCopyUp(): Promise<boolean> {
+    return (await this.ov()).upper?.keepsHardLinks ?? true
+  }
+
   /** The overlay of the snapshot, opened again if it was committed or removed since. */
   private async ov(): Promise<Overlay> {
     this.opened ??= this.openOverlay()

@@ -4,6 +4,7 @@ import { Store, openDirStack } from '../../engine/index.js'
 import { HostFs, type FsUnderTest } from './fsut.js'
 import { mountOverlay, unmount } from './mounts.js'
 import { StrataFs } from './strata-fsut.js'
+import { fuseDirSut, fuseStoreSut } from './fuse-sides.js'
 
 /**
  * The two sides of one run, each over the same lower dirs (read-only, shared):
@@ -15,12 +16,14 @@ import { StrataFs } from './strata-fsut.js'
  *   stack the bottom half of the lower dirs imported into the store, the others stacked on that
  *         snapshot as directory layers with a directory upper (as store.stackFs); index=off.
  *   self  a second kernel mount in place of Strata: checks the harness itself (no differences).
+ *   fuse-dir, fuse-store  as dir and store, but Strata is reached through its FUSE mount, served
+ *         by another process (fuse-sides.ts): every call is a system call on the mount.
  * After the operations, `afterwards` yields more trees that must equal the reference: the
  * kernel's own view of what the side left on disk (and the store's snapshot once committed).
  */
 
-export type Mode = 'dir' | 'store' | 'stack' | 'self'
-export const MODES: Mode[] = ['dir', 'store', 'stack', 'self']
+export type Mode = 'dir' | 'store' | 'stack' | 'self' | 'fuse-dir' | 'fuse-store'
+export const MODES: Mode[] = ['dir', 'store', 'stack', 'self', 'fuse-dir', 'fuse-store']
 
 export interface Sides {
   ref: FsUnderTest
@@ -35,6 +38,8 @@ const KERNEL_OPTS: Record<Mode, string[]> = {
   store: ['redirect_dir=on', 'index=on'],
   stack: ['redirect_dir=on', 'index=off'],
   self: ['redirect_dir=on', 'index=off'],
+  'fuse-dir': ['redirect_dir=on', 'index=off'],
+  'fuse-store': ['redirect_dir=on', 'index=on'],
 }
 
 export const refLabel = (mode: Mode): string => `kernel (${KERNEL_OPTS[mode].join(',')})`
@@ -84,9 +89,9 @@ export async function makeSides(mode: Mode, m: Mounts, lowers: string[]): Promis
   const refUp = await newUpper(m, 'ref')
   const ref = await m.mountWith(refLabel(mode), await m.dir('ref'), { lowerdir: lowers, ...refUp, options: opts })
   if (mode === 'self') return selfSides(m, lowers, ref)
-  if (mode === 'dir') return dirSides(m, lowers, ref)
+  if (mode === 'dir' || mode === 'fuse-dir') return dirSides(m, lowers, ref, mode === 'fuse-dir')
   if (mode === 'stack') return stackSides(m, lowers, ref)
-  return storeSides(m, lowers, ref)
+  return storeSides(m, lowers, ref, mode === 'fuse-store')
 }
 
 async function selfSides(m: Mounts, lowers: string[], ref: FsUnderTest): Promise<Sides> {
@@ -104,11 +109,15 @@ async function selfSides(m: Mounts, lowers: string[], ref: FsUnderTest): Promise
   }
 }
 
-async function dirSides(m: Mounts, lowers: string[], ref: FsUnderTest): Promise<Sides> {
+async function dirSides(m: Mounts, lowers: string[], ref: FsUnderTest, viaFuse: boolean): Promise<Sides> {
   const up = await newUpper(m, 'strata')
-  // one overlay for every caller
-  const fs = await openDirStack({ lowerdir: lowers, ...up, redirectDir: 'on' })
-  const sut = new StrataFs('Strata dir stack', (creds) => fs.withCreds(creds), async () => {})
+  let sut: FsUnderTest
+  if (viaFuse) sut = await fuseDirSut(m, lowers, up)
+  else {
+    // one overlay for every caller
+    const fs = await openDirStack({ lowerdir: lowers, ...up, redirectDir: 'on' })
+    sut = new StrataFs('Strata dir stack', (creds) => fs.withCreds(creds), async () => {})
+  }
   return {
     ref,
     sut,
@@ -120,8 +129,9 @@ async function dirSides(m: Mounts, lowers: string[], ref: FsUnderTest): Promise<
 }
 
 /** A store with `dirs` (top first) imported as a chain of committed snapshots; the top one's name. */
-async function importedStore(m: Mounts, dirs: string[]): Promise<{ store: Store; top: string; close: () => Promise<void> }> {
-  const store = await Store.open({ path: await m.dir('store') })
+async function importedStore(m: Mounts, dirs: string[]): Promise<{ store: Store; path: string; top: string; close: () => Promise<void> }> {
+  const path = await m.dir('store')
+  const store = await Store.open({ path })
   let closed = false
   const close = async (): Promise<void> => {
     if (!closed) await store.close()
@@ -134,7 +144,7 @@ async function importedStore(m: Mounts, dirs: string[]): Promise<{ store: Store;
       await store.importLayer(dirs[i], { format: 'overlay', name, ...(parent ? { parent } : {}) })
       parent = name
     }
-    return { store, top: parent!, close }
+    return { store, path, top: parent!, close }
   } catch (err) {
     await close()
     throw err
@@ -162,19 +172,31 @@ async function stackSides(m: Mounts, lowers: string[], ref: FsUnderTest): Promis
   }
 }
 
-async function storeSides(m: Mounts, lowers: string[], ref: FsUnderTest): Promise<Sides> {
-  const { store, top, close } = await importedStore(m, lowers)
+async function storeSides(m: Mounts, lowers: string[], ref: FsUnderTest, viaFuse: boolean): Promise<Sides> {
+  const imported = await importedStore(m, lowers)
+  let { store, close } = imported
   try {
-    await store.prepare('work', top)
-    const sut = new StrataFs('Strata store stack', (creds) => store.fs('work', { redirectDir: 'on', creds }), close)
+    await store.prepare('work', imported.top)
+    let sut: FsUnderTest
+    if (viaFuse) {
+      sut = await fuseStoreSut(m, store, imported.path, 'work')
+    } else sut = new StrataFs('Strata store stack', (creds) => store.fs('work', { redirectDir: 'on', creds }), close)
     return {
       ref,
       sut,
       async *afterwards() {
+        if (viaFuse) {
+          // the server had the store: it is ours again once the mount is gone
+          await sut.close()
+          store = await Store.open({ path: imported.path })
+          const reopened = store
+          close = () => reopened.close()
+        }
         await store.commit('final', 'work')
         yield new StrataFs('Strata store, the snapshot committed', (creds) => store.fs('final', { creds }), async () => {})
         const { lowerdir } = await store.exportLayer('final', await m.dir('export'), { format: 'overlay' })
         await sut.close()
+        if (viaFuse) await close()
         const dirs = lowerdir!.split(':')
         yield await m.mountWith('kernel over the exported store stack (read-only)', await m.dir('export-mnt'), { lowerdir: dirs, options: ['redirect_dir=on'] })
       },

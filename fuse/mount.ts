@@ -1,0 +1,115 @@
+import { stat, writeFile } from 'node:fs/promises'
+import type { SnapshotFs } from '../engine/index.js'
+import { FuseChannel, unmountPath } from './channel.js'
+import { FuseOps, MAX_WRITE } from './ops.js'
+
+/** How long the kernel may keep what it learned, and whether it may keep file data between opens. */
+export interface CachePolicy {
+  /** Seconds a looked-up name (or a missing one) stays valid in the kernel's dentry cache. */
+  entryTimeout: number
+  /** Seconds attributes stay valid in the kernel's inode cache. */
+  attrTimeout: number
+  /** Keep the page cache of a file across opens (FOPEN_KEEP_CACHE). */
+  keepCache: boolean
+  /** Let the kernel cache directory listings (FOPEN_CACHE_DIR). */
+  cacheDir: boolean
+}
+
+export interface MountOptions {
+  /** Absolute path of an existing directory. */
+  mountpoint: string
+  /** The merged tree served; each request runs as `fs.withCreds(caller)`. */
+  fs: SnapshotFs
+  /** Mount read-only (the kernel refuses writes with EROFS before they reach Strata). */
+  readOnly: boolean
+  /**
+   * Nothing below changes except through this mount (committed snapshots, views, directory
+   * layers, an upper only this mount writes): the kernel may cache names, attributes and data.
+   */
+  cache: CachePolicy
+  /** The source column of /proc/mounts. */
+  fsname: string
+  /** A host path whose filesystem answers statfs (the store or the upper dir). */
+  statfsPath: string
+}
+
+/** One FUSE mount served by this process. */
+export interface FuseMount {
+  readonly mountpoint: string
+  /** Settles when the kernel ends the session: `umount` from anywhere, or an abort. */
+  readonly closed: Promise<void>
+  /** Unmounts (lazily if `lazy`) and waits until the session has ended and open files are flushed. */
+  unmount(opts?: { lazy?: boolean }): Promise<void>
+}
+
+/**
+ * A tree that never changes (committed snapshot, view, read-only directory layers): the kernel
+ * keeps names, attributes, listings and file data as long as it likes.
+ */
+export const IMMUTABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 86400, attrTimeout: 86400, keepCache: true, cacheDir: true })
+
+/**
+ * A writable store snapshot: every change passes through this mount, so the kernel's caches
+ * stay exact (it updates them from the replies), except listings, which are read anew.
+ */
+export const WRITABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 1, attrTimeout: 1, keepCache: true, cacheDir: false })
+
+/**
+ * A writable directory upper. As with the kernel without an index, the names of a lower hard
+ * link become separate inodes at copy-up, which the page cache of their shared kernel inode
+ * would hide: file data is read anew at every open.
+ */
+export const DIR_UPPER_CACHE: CachePolicy = Object.freeze({ entryTimeout: 1, attrTimeout: 1, keepCache: false, cacheDir: false })
+
+class Session implements FuseMount {
+  readonly closed: Promise<void>
+
+  constructor(private readonly channel: FuseChannel, ops: FuseOps) {
+    // the session is over once the device says so; what the kernel left open is closed then
+    this.closed = channel.ended.then(() => ops.closeAll())
+  }
+
+  get mountpoint(): string {
+    return this.channel.mountpoint
+  }
+
+  async unmount(opts: { lazy?: boolean } = {}): Promise<void> {
+    await unmountPath(this.mountpoint, opts.lazy === true)
+    await this.closed
+  }
+}
+
+/** Mounts `opts.fs` at `opts.mountpoint`; resolves once the kernel has completed the handshake. */
+export async function mountFuse(opts: MountOptions): Promise<FuseMount> {
+  const channel = await FuseChannel.open({ mountpoint: opts.mountpoint, fsname: opts.fsname, readOnly: opts.readOnly, maxWrite: MAX_WRITE })
+  let initialised!: () => void
+  const ready = new Promise<void>((r) => { initialised = r })
+  const nodeidPerName = !(await opts.fs.hardLinksSurviveCopyUp())
+  const ops = new FuseOps(opts.fs, { readOnly: opts.readOnly, cache: opts.cache, statfsPath: opts.statfsPath, nodeidPerName }, (msg) => {
+    channel.send(msg)
+    initialised()
+  })
+  channel.start((buf, n, recycle) => ops.handle(buf, n, recycle))
+  await Promise.race([ready, channel.ended])
+  await widenReadahead(opts.mountpoint)
+  return new Session(channel, ops)
+}
+
+/** Read-ahead for the whole 1 MiB a request may carry (the kernel starts FUSE mounts at 128 KiB). */
+const READAHEAD_KB = 1024
+
+/**
+ * The kernel caps a FUSE mount's read-ahead at the block layer's default, whatever INIT asked
+ * for; its backing-device entry in sysfs is the place to raise it. Failing that (no sysfs, not
+ * root) the mount still works, with smaller reads.
+ */
+async function widenReadahead(mountpoint: string): Promise<void> {
+  try {
+    const dev = (await stat(mountpoint)).dev
+    const major = Math.floor(dev / 256) & 0xfff
+    const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00)
+    await writeFile(`/sys/class/bdi/${major}:${minor}/read_ahead_kb`, String(READAHEAD_KB))
+  } catch {
+    // keep the kernel's default
+  }
+}
