@@ -78,6 +78,8 @@ interface OpenDir {
 export class FuseOps {
   readonly nodes: NodeTable
   private readonly files = new Map<number, FileHandle>()
+  /** The nodeid each open file was opened through: an unlinked file is reached by its handles alone. */
+  private readonly fileNode = new Map<number, number>()
   private readonly dirs = new Map<number, OpenDir>()
   private nextFh = 1
   private readonly callers = new Map<string, SnapshotFs>()
@@ -119,6 +121,7 @@ export class FuseOps {
   async closeAll(): Promise<void> {
     const files = [...this.files.values()]
     this.files.clear()
+    this.fileNode.clear()
     this.dirs.clear()
     for (const f of files) await f.close().catch(() => {})
   }
@@ -157,6 +160,19 @@ export class FuseOps {
     return p
   }
 
+  /** Any open file of a node, for requests on a node whose names are all gone. */
+  private openFileOf(nodeid: number): FileHandle | undefined {
+    for (const [fh, node] of this.fileNode) if (node === nodeid) return this.files.get(fh)
+    return undefined
+  }
+
+  private opened(nodeid: number, file: FileHandle): number {
+    const fh = this.nextFh++
+    this.files.set(fh, file)
+    this.fileNode.set(fh, nodeid)
+    return fh
+  }
+
   private file(fh: number): FileHandle {
     const f = this.files.get(fh)
     if (!f) throw fail('EBADF')
@@ -190,8 +206,10 @@ export class FuseOps {
         const flags = r.u32()
         r.skip(4)
         const fh = r.u64()
-        const file = flags & GETATTR_FH ? this.files.get(fh) : undefined
-        const st = file ? await file.stat() : await (await this.fsFor(h)).lstat(this.pathOf(h.nodeid))
+        const path = this.nodes.path(h.nodeid)
+        const file = flags & GETATTR_FH ? this.files.get(fh) : path === null ? this.openFileOf(h.nodeid) : undefined
+        if (!file && path === null) throw fail('ENOENT')
+        const st = file ? await file.stat() : await (await this.fsFor(h)).lstat(path!)
         return attrOut(toAttr(st), c.attrTimeout)
       }
       case OP.SETATTR: return this.setattr(h, r)
@@ -258,9 +276,7 @@ export class FuseOps {
         const flags = r.u32()
         const file = await (await this.fsFor(h)).open(this.pathOf(h.nodeid), flags & OPEN_FLAGS)
         if (flags & O_TRUNC) this.changed(h.nodeid)
-        const fh = this.nextFh++
-        this.files.set(fh, file)
-        return openOut(fh, c.keepCache ? FOPEN.KEEP_CACHE : 0)
+        return openOut(this.opened(h.nodeid, file), c.keepCache ? FOPEN.KEEP_CACHE : 0)
       }
       case OP.CREATE: {
         const flags = r.u32()
@@ -269,9 +285,9 @@ export class FuseOps {
         const name = r.cstring()
         const path = this.childOf(h.nodeid, name)
         const file = await (await this.fsFor(h)).open(path, (flags & CREATE_FLAGS) | O_CREAT, mode)
-        const fh = this.nextFh++
-        this.files.set(fh, file)
-        return [this.entry(h.nodeid, name, await file.stat()), openOut(fh, c.keepCache ? FOPEN.KEEP_CACHE : 0)]
+        const st = await file.stat()
+        const nodeid = this.nodes.remember(h.nodeid, name, st.ino)
+        return [entryOut(nodeid, toAttr(st), c.entryTimeout, c.attrTimeout), openOut(this.opened(nodeid, file), c.keepCache ? FOPEN.KEEP_CACHE : 0)]
       }
       case OP.READ: return this.read(h, r)
       case OP.WRITE: {
@@ -293,6 +309,7 @@ export class FuseOps {
         const fh = r.u64()
         const file = this.files.get(fh)
         this.files.delete(fh)
+        this.fileNode.delete(fh)
         await file?.close()
         return undefined
       }
@@ -385,8 +402,8 @@ export class FuseOps {
     const uid = r.u32()
     const gid = r.u32()
     const fs = await this.fsFor(h)
-    const file = valid & FATTR.FH ? this.files.get(fh) : undefined
     const path = this.nodes.path(h.nodeid)
+    const file = valid & FATTR.FH ? this.files.get(fh) : path === null ? this.openFileOf(h.nodeid) : undefined
     if (path === null && !(file && (valid & ~(FATTR.FH | FATTR.SIZE)) === 0)) throw fail('ENOENT')
     if (valid & (FATTR.UID | FATTR.GID)) {
       const st = await fs.lstat(path!)

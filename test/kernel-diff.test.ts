@@ -1,5 +1,6 @@
 import { test } from 'node:test'
 import { kernelOverlayUnavailable } from './kdiff/mounts.js'
+import { fuseUnavailable } from './kdiff/fuse-sides.js'
 import { runSeed } from './kdiff/runner.js'
 import { MODES, type Mode } from './kdiff/sides.js'
 import { shrinkOnFailure } from './kdiff/shrink.js'
@@ -12,9 +13,10 @@ import { renameat2Available } from './kdiff/renameat2.js'
  *
  *   STRATA_KDIFF_SEEDS   seeds: numbers and ranges, e.g. "7" or "1-50,90" (default 1-6)
  *   STRATA_KDIFF_OPS     operations per seed and mode (default 300)
- *   STRATA_KDIFF_MODES   dir, store, stack (Strata against the kernel, see kdiff/sides.ts) and
- *                        self (kernel against kernel, a check of the harness); default
- *                        "dir,store", and self once with fewer operations
+ *   STRATA_KDIFF_MODES   dir, store, stack, fuse-dir, fuse-store (Strata against the kernel, see
+ *                        kdiff/sides.ts) and self (kernel against kernel, a check of the
+ *                        harness); default "dir,store" on every seed, the two FUSE modes on the
+ *                        first three seeds, and self once with fewer operations
  *   STRATA_KDIFF_SHRINK  1: on a failure, also look for a shortest operation sequence
  */
 
@@ -42,6 +44,10 @@ const modes = parseModes(explicitModes ?? 'dir,store')
 const shrink = process.env.STRATA_KDIFF_SHRINK === '1'
 
 const unavailable = kernelOverlayUnavailable()
+const noFuse = fuseUnavailable()
+/** Without STRATA_KDIFF_MODES, how many of the seeds also run through a FUSE mount (each takes ~10 s). */
+const FUSE_SEEDS = 3
+const isFuse = (mode: Mode): boolean => mode.startsWith('fuse-')
 
 async function run(seed: number, mode: Mode, n: number): Promise<void> {
   // both sides create with the modes asked for; the kernel side would otherwise apply the umask
@@ -53,10 +59,13 @@ async function run(seed: number, mode: Mode, n: number): Promise<void> {
   }
 }
 
-for (const seed of seeds) {
-  for (const mode of modes) {
+const modesFor = (seed: number, i: number): Mode[] =>
+  explicitModes !== undefined || i >= FUSE_SEEDS ? modes : [...modes, 'fuse-dir', 'fuse-store']
+
+for (const [i, seed] of seeds.entries()) {
+  for (const mode of modesFor(seed, i)) {
     test(`kernel-diff: seed ${seed}, ${mode} mode, ${ops} operations`, async (t) => {
-      const reason = await unavailable
+      const reason = (await unavailable) ?? (isFuse(mode) ? await noFuse : undefined)
       if (reason) return t.skip(reason)
       // said on every seed, so a log never hides that part of the operations was left out
       if (!renameat2Available) t.diagnostic('python3 is missing: renames with RENAME_NOREPLACE / RENAME_EXCHANGE are not exercised')

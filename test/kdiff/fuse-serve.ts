@@ -1,5 +1,5 @@
 import { Store, openDirStack, type SnapshotFs } from '../../engine/index.js'
-import { DIR_UPPER_CACHE, WRITABLE_CACHE, mountFuse } from '../../fuse/mount.js'
+import { DIR_UPPER_CACHE, IMMUTABLE_CACHE, WRITABLE_CACHE, mountFuse } from '../../fuse/mount.js'
 
 /**
  * A Strata FUSE mount in a process of its own, for the differential test: the test process
@@ -7,12 +7,13 @@ import { DIR_UPPER_CACHE, WRITABLE_CACHE, mountFuse } from '../../fuse/mount.js'
  * once mounted, and unmounts, closes and exits on SIGTERM.
  *
  *   node fuse-serve.js dir MNT UPPER WORK LOWER...      directory layers, directory upper
- *   node fuse-serve.js store MNT STORE KEY              an active store snapshot
+ *   node fuse-serve.js store MNT STORE KEY              a store snapshot (read-only unless active)
  */
 const [kind, mountpoint, ...rest] = process.argv.slice(2)
 let fs: SnapshotFs
 let store: Store | undefined
 let statfsPath: string
+let writable = true
 if (kind === 'dir') {
   const [upperdir, workdir, ...lowerdir] = rest
   fs = await openDirStack({ lowerdir, upperdir, workdir, redirectDir: 'on' })
@@ -22,8 +23,10 @@ if (kind === 'dir') {
   store = await Store.open({ path: storePath })
   fs = store.fs(key!, { redirectDir: 'on' })
   statfsPath = storePath!
+  writable = (await store.stat(key!)).kind === 'active'
 }
-const mount = await mountFuse({ mountpoint: mountpoint!, fs, readOnly: false, cache: kind === 'dir' ? DIR_UPPER_CACHE : WRITABLE_CACHE, fsname: 'strata-test', statfsPath })
+const cache = !writable ? IMMUTABLE_CACHE : kind === 'dir' ? DIR_UPPER_CACHE : WRITABLE_CACHE
+const mount = await mountFuse({ mountpoint: mountpoint!, fs, readOnly: !writable, cache, fsname: 'strata-test', statfsPath })
 process.on('SIGTERM', () => { mount.unmount({ lazy: true }).catch(() => {}) })
 process.stdout.write('ready\n')
 await mount.closed

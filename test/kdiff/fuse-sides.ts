@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { access, constants } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { Store } from '../../engine/index.js'
 import { HostFs, type FsUnderTest } from './fsut.js'
@@ -7,6 +8,17 @@ import { StrataFs } from './strata-fsut.js'
 import type { Mounts } from './sides.js'
 
 const SERVER = fileURLToPath(new URL('./fuse-serve.js', import.meta.url))
+
+/** Why a FUSE mount cannot be made here, or undefined: root and /dev/fuse are needed. */
+export async function fuseUnavailable(): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return 'FUSE mounts are made with mount(8) and need root'
+  try {
+    await access('/dev/fuse', constants.R_OK | constants.W_OK)
+  } catch {
+    return '/dev/fuse is missing (no FUSE in this kernel or container)'
+  }
+  return undefined
+}
 
 /** Starts fuse-serve.js and waits for its mount; the result's close() unmounts and waits for the exit. */
 export async function serveFuse(name: string, args: string[]): Promise<HostFs> {
@@ -22,7 +34,10 @@ export async function serveFuse(name: string, args: string[]): Promise<HostFs> {
   })
   return new HostFs(name, args[1]!, async () => {
     child.kill('SIGTERM')
+    // a file left open (a failed test) keeps a lazily unmounted session alive: do not wait forever
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
     await exited
+    clearTimeout(timer)
   })
 }
 

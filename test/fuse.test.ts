@@ -1,0 +1,143 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFileSync, spawnSync } from 'node:child_process'
+import * as fs from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Store } from '../engine/index.js'
+import { fuseUnavailable, serveFuse } from './kdiff/fuse-sides.js'
+
+/**
+ * The FUSE front end on what the differential test (kernel-diff, fuse-* modes) does not reach:
+ * devices and fifos, read-only mounts, st_ino across copy-up and in listings, ownership of what
+ * other users create, open-but-unlinked files, statfs, and persistence through the store.
+ */
+
+/** Mounts snapshot `key` of a fresh store through fuse-serve.js; `after` sees the store once unmounted. */
+async function withMount(fn: (mnt: string) => Promise<void>, key: 'base' | 'work', after?: (store: Store) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'strata-fuse-'))
+  fs.chmodSync(dir, 0o755)
+  const src = join(dir, 'src')
+  fs.mkdirSync(join(src, 'lib', 'deep'), { recursive: true })
+  fs.writeFileSync(join(src, 'lib', 'deep', 'f'), 'deep file\n')
+  fs.writeFileSync(join(src, 'big'), Buffer.alloc(3 << 20, 'abcdefgh'))
+  fs.mkdirSync(join(src, 'pub'), { mode: 0o777 })
+  fs.chmodSync(join(src, 'pub'), 0o777)
+  const storePath = join(dir, 'store')
+  const store = await Store.open({ path: storePath })
+  await store.snapshotDir(src, { name: 'base' })
+  await store.prepare('work', 'base')
+  await store.close()
+  const mnt = join(dir, 'mnt')
+  fs.mkdirSync(mnt)
+  try {
+    const served = await serveFuse('strata', ['store', mnt, storePath, key])
+    try {
+      await fn(mnt)
+    } finally {
+      await served.close()
+    }
+    if (after) {
+      const reopened = await Store.open({ path: storePath })
+      try {
+        await after(reopened)
+      } finally {
+        await reopened.close()
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+const errorCode = (fn: () => unknown): string | undefined => {
+  try {
+    fn()
+    return undefined
+  } catch (err) {
+    return (err as { code?: string }).code
+  }
+}
+
+test('FUSE: a committed snapshot mounts read-only: contents readable, every write EROFS', async (t) => {
+  const reason = await fuseUnavailable()
+  if (reason) return t.skip(reason)
+  await withMount(async (mnt) => {
+    assert.equal(fs.readFileSync(join(mnt, 'lib/deep/f'), 'utf8'), 'deep file\n')
+    assert.deepEqual(fs.readFileSync(join(mnt, 'big')), Buffer.alloc(3 << 20, 'abcdefgh'))
+    assert.equal(errorCode(() => fs.writeFileSync(join(mnt, 'new'), 'x')), 'EROFS')
+    assert.equal(errorCode(() => fs.appendFileSync(join(mnt, 'big'), 'x')), 'EROFS')
+    assert.equal(errorCode(() => fs.mkdirSync(join(mnt, 'd'))), 'EROFS')
+    assert.equal(errorCode(() => fs.unlinkSync(join(mnt, 'big'))), 'EROFS')
+    assert.equal(errorCode(() => fs.renameSync(join(mnt, 'lib'), join(mnt, 'lib2'))), 'EROFS')
+    const st = fs.statfsSync(mnt)
+    assert.ok(st.blocks > 0 && st.bsize > 0)
+  }, 'base')
+})
+
+test('FUSE: writable snapshot: devices, fifos, st_ino, other users, unlinked open files, persistence', async (t) => {
+  const reason = await fuseUnavailable()
+  if (reason) return t.skip(reason)
+  await withMount(async (mnt) => {
+    // st_ino is the same before and after copy-up, in stat and in the listing
+    const before = fs.statSync(join(mnt, 'big')).ino
+    const fd = fs.openSync(join(mnt, 'big'), 'r+')
+    fs.writeSync(fd, Buffer.from('MIDDLE'), 0, 6, 1 << 20)
+    fs.fsyncSync(fd)
+    fs.closeSync(fd)
+    assert.equal(fs.statSync(join(mnt, 'big')).ino, before)
+    const listed = execFileSync('ls', ['-i1', mnt], { encoding: 'utf8' })
+    assert.match(listed, new RegExp(`^\\s*${before} big$`, 'm'))
+
+    // devices and fifos
+    execFileSync('mknod', [join(mnt, 'null'), 'c', '1', '3'])
+    execFileSync('mkfifo', [join(mnt, 'fifo')])
+    const dev = fs.statSync(join(mnt, 'null'))
+    assert.ok(dev.isCharacterDevice())
+    assert.equal(dev.rdev, 0x103)
+    assert.ok(fs.statSync(join(mnt, 'fifo')).isFIFO())
+    fs.writeFileSync(join(mnt, 'null'), 'into the device, not the store')
+    assert.equal(fs.statSync(join(mnt, 'null')).size, 0)
+
+    // what another user creates is theirs; what they may not touch stays refused
+    const asUser = (script: string): ReturnType<typeof spawnSync> =>
+      spawnSync(process.execPath, ['-e', script], { uid: 1000, gid: 1000, encoding: 'utf8' })
+    const made = asUser(`require('fs').writeFileSync(${JSON.stringify(join(mnt, 'pub/mine'))}, 'x'); require('fs').mkdirSync(${JSON.stringify(join(mnt, 'pub/dir'))})`)
+    assert.equal(made.status, 0, String(made.stderr))
+    for (const p of ['pub/mine', 'pub/dir']) {
+      const st = fs.statSync(join(mnt, p))
+      assert.deepEqual([st.uid, st.gid], [1000, 1000], p)
+    }
+    const refused = asUser(`try { require('fs').writeFileSync(${JSON.stringify(join(mnt, 'big'))}, 'x') } catch (e) { console.log(e.code) }`)
+    assert.equal(String(refused.stdout).trim(), 'EACCES')
+
+    // a file open after its last name is gone: still read and written through the descriptor
+    fs.writeFileSync(join(mnt, 'tmp'), 'kept')
+    const held = fs.openSync(join(mnt, 'tmp'), 'r+')
+    fs.unlinkSync(join(mnt, 'tmp'))
+    assert.equal(errorCode(() => fs.statSync(join(mnt, 'tmp'))), 'ENOENT')
+    fs.writeSync(held, Buffer.from(' and more'), 0, 9, 4)
+    const back = Buffer.alloc(13)
+    fs.readSync(held, back, 0, 13, 0)
+    assert.equal(back.toString(), 'kept and more')
+    assert.equal(fs.fstatSync(held).nlink, 0)
+    fs.closeSync(held)
+
+    // a lower directory renamed (a redirect), then read through its new name
+    fs.renameSync(join(mnt, 'lib'), join(mnt, 'moved'))
+    assert.equal(fs.readFileSync(join(mnt, 'moved/deep/f'), 'utf8'), 'deep file\n')
+    assert.equal(errorCode(() => fs.statSync(join(mnt, 'lib'))), 'ENOENT')
+  }, 'work', async (store) => {
+    // what the mount wrote is in the snapshot, and survives its commit
+    await store.commit('done', 'work')
+    const done = store.fs('done')
+    const big = await done.readFile('/big')
+    assert.equal(big.subarray(1 << 20, (1 << 20) + 6).toString(), 'MIDDLE')
+    assert.equal(big.length, 3 << 20)
+    assert.equal(await done.readFile('/moved/deep/f', 'utf8'), 'deep file\n')
+    assert.equal((await done.lstat('/pub/mine')).uid, 1000)
+    assert.ok((await done.lstat('/null')).isCharacterDevice())
+    assert.deepEqual((await done.readdir('/')).sort(), ['big', 'fifo', 'moved', 'null', 'pub'])
+  })
+})
