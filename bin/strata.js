@@ -1,4 +1,4 @@
 #!/usr/bin/env node
-import { main } from '../dist/engine/cli/main.js'
+import { run } from '../dist/fuse/cli.js'
 
-process.exitCode = await main(process.argv)
+process.exitCode = await run(process.argv)

@@ -60,6 +60,7 @@ export class Store {
   private readonly nodes: Counter
   private readonly overlays = new Map<string, Overlay>()
   private readonly liveTables = new Map<string, Map<number, LiveInode>>()
+  private readonly holds = new Map<string, { reason: string; shared: boolean }[]>()
   private closed = false
 
   private constructor(db: Db, chunks: ChunkStore) {
@@ -152,6 +153,7 @@ export class Store {
     return this.lock.run(async () => {
       const r = await this.record(key, 'commit')
       if (r.kind !== 'active' || !r.layer) throw fsError('EINVAL', 'commit', key, `'${key}' is ${r.kind}; only active snapshots can be committed`)
+      this.assertNotHeld(key, 'commit')
       if (name !== key) await assertFree(this.db, name, 'commit')
       const live = this.liveTables.get(key)
       if (live && live.size > 0) throw fsError('EBUSY', 'commit', key, `'${key}' has ${live.size} open file(s); close them before committing`)
@@ -185,6 +187,7 @@ export class Store {
     this.assertOpen()
     return this.lock.run(async () => {
       const r = await this.record(key, 'remove')
+      this.assertNotHeld(key, 'remove')
       for await (const [child, c] of this.records()) {
         if (c.parent === key) throw fsError('EBUSY', 'remove', key, `snapshot '${key}' has child '${child}'; remove it first`)
       }
@@ -199,6 +202,33 @@ export class Store {
       await txn.commit(true)
       this.dropOverlay(key)
     })
+  }
+
+  /**
+   * Marks `key` as in use outside the store's own calls (a mount serving it): `commit` and `remove`
+   * of it fail with EBUSY and the message `'KEY' <reason>` until the returned release is called.
+   * A hold conflicts with every other hold of the key, except that shared holds admit each other.
+   */
+  hold(key: string, reason: string, opts: { shared?: boolean } = {}): () => void {
+    this.assertOpen()
+    checkKey(key, 'hold')
+    const shared = opts.shared === true
+    const held = this.holds.get(key) ?? []
+    const conflict = held.find((h) => !(shared && h.shared))
+    if (conflict) throw fsError('EBUSY', 'hold', key, `'${key}' ${conflict.reason}`)
+    const entry = { reason, shared }
+    held.push(entry)
+    this.holds.set(key, held)
+    return () => {
+      const rest = (this.holds.get(key) ?? []).filter((h) => h !== entry)
+      if (rest.length > 0) this.holds.set(key, rest)
+      else this.holds.delete(key)
+    }
+  }
+
+  private assertNotHeld(key: string, syscall: string): void {
+    const held = this.holds.get(key)?.[0]
+    if (held) throw fsError('EBUSY', syscall, key, `'${key}' ${held.reason}`)
   }
 
   async stat(key: string): Promise<SnapshotInfo> {

@@ -1,32 +1,47 @@
+import { resolve } from 'node:path'
 import { InvalidArgumentError, type Command } from 'commander'
-import { Store, defaultStorePath } from '../index.js'
+import { defaultStorePath, type Store } from '../index.js'
+import { openStoreOrForward } from './client.js'
+import { cliIo } from './io.js'
+
+export { CliError } from './errors.js'
 
 /** Options every command takes (declared once, on the program). */
 export interface GlobalOptions {
+  /** Absolute path of the store. */
   store: string
   json: boolean
 }
 
 export function globalOptions(cmd: Command): GlobalOptions {
   const o = cmd.optsWithGlobals<{ store?: string; json?: boolean }>()
-  return { store: o.store ?? defaultStorePath(), json: o.json === true }
+  // a served command line runs on the server's store: the client found that server by this very path
+  const served = cliIo().store
+  return { store: served ? served.path : hostPath(o.store ?? defaultStorePath()), json: o.json === true }
 }
 
-/** A failure the CLI reports as one line and exit status 1, after any output already printed. */
-export class CliError extends Error {
-  constructor(message: string) {
-    super(message)
-    this.name = 'CliError'
-  }
+/**
+ * A host path given on the command line, made absolute against the cwd of whoever typed it: a
+ * store server runs its clients' command lines in its own process, from its own cwd.
+ */
+export function hostPath(path: string): string {
+  const io = cliIo()
+  const abs = resolve(io.cwd, path)
+  io.checkHostPath?.(abs)
+  return abs
 }
 
 /**
  * Opens the store, runs `fn`, and closes the store however `fn` ends: an unclosed store would
- * leave its LevelDB lock held until the process exits.
+ * leave its LevelDB lock held until the process exits. When a server holds the store (a mount
+ * daemon), the whole command line runs there instead, so an action must not print anything
+ * before calling this.
  */
 export async function withStore<T>(cmd: Command, fn: (store: Store, opts: GlobalOptions) => Promise<T>): Promise<T> {
   const opts = globalOptions(cmd)
-  const store = await Store.open({ path: opts.store })
+  const served = cliIo().store
+  if (served) return fn(served, opts)
+  const store = await openStoreOrForward(opts.store, cliIo())
   let result: T
   try {
     result = await fn(store, opts)
@@ -42,12 +57,12 @@ export async function withStore<T>(cmd: Command, fn: (store: Store, opts: Global
 /** Lines of human-readable output; nothing at all for an empty result. */
 export function printText(text: string): void {
   if (text === '') return
-  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`)
+  cliIo().stdout.write(text.endsWith('\n') ? text : `${text}\n`)
 }
 
 /** The single JSON document a `--json` command prints. */
 export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
+  cliIo().stdout.write(`${JSON.stringify(value, null, 2)}\n`)
 }
 
 /** Collects repeated `--label key=value` options into one record. */

@@ -3,6 +3,7 @@ import type { Command } from 'commander'
 import type { SnapshotFs, Stats } from '../snapshotfs.js'
 import { fsError } from '../errors.js'
 import { printJson, printText, withStore } from './context.js'
+import { cliIo } from './io.js'
 import { modeString, octalMode, shortDate, table, typeName } from './format.js'
 
 /** Bytes read from the store per write to stdout: large files stream instead of being buffered. */
@@ -133,6 +134,6 @@ async function catFile(fs: SnapshotFs, path: string): Promise<void> {
 /** Resolves once stdout has taken the bytes, so memory stays bounded by one piece. */
 function writeStdout(data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
-    process.stdout.write(data, (err) => (err ? reject(err) : resolve()))
+    cliIo().stdout.write(data, (err) => (err ? reject(err) : resolve()))
   })
 }

@@ -1,5 +1,6 @@
 import cliProgress from 'cli-progress'
 import type { ProgressFn } from '../types.js'
+import { cliIo } from './io.js'
 
 /** Work that finishes within this long shows no bar: a flash of a bar is noise. */
 const SHOW_AFTER_MS = 1000
@@ -20,7 +21,8 @@ const silent: Progress = { report: () => {}, stop: () => {} }
  * `amount` writes the done and total figures (bytes, counts…).
  */
 export function progressBar(json: boolean, amount: (n: number) => string = String): Progress {
-  if (json || !process.stderr.isTTY) return silent
+  const io = cliIo()
+  if (json || !io.stderrIsTTY) return silent
   const started = Date.now()
   let bar: cliProgress.SingleBar | undefined
   let totalKnown = false
@@ -30,7 +32,7 @@ export function progressBar(json: boolean, amount: (n: number) => string = Strin
     if (!bar) {
       if (Date.now() - started < SHOW_AFTER_MS) return
       // no hidden cursor or disabled wrapping: Ctrl-C ends the process without a chance to restore them
-      bar = new cliProgress.SingleBar({ format: render, stream: process.stderr, clearOnComplete: true, linewrap: true, barsize: BAR_WIDTH })
+      bar = new cliProgress.SingleBar({ format: render, stream: io.stderr, clearOnComplete: true, linewrap: true, barsize: BAR_WIDTH })
       totalKnown = total !== undefined
       bar.start(total ?? 0, done, payload)
       return
@@ -47,7 +49,7 @@ export function progressBar(json: boolean, amount: (n: number) => string = Strin
   const render: cliProgress.GenericFormatter = (options, params, payload: { what: string }) => {
     const percent = `${Math.floor(params.progress * 100)}%`.padStart(4)
     const head = totalKnown ? `[${cliProgress.Format.BarFormat(params.progress, options)}] ${percent} ${amount(params.value)}/${amount(params.total)}` : amount(params.value)
-    return `${head} ${shorten(payload.what, (process.stderr.columns || 80) - head.length - 2)}`
+    return `${head} ${shorten(payload.what, (io.columns || 80) - head.length - 2)}`
   }
 
   return {

@@ -1,10 +1,10 @@
 import { stat } from 'node:fs/promises'
-import { basename, resolve } from 'node:path'
+import { basename } from 'node:path'
 import { Option, type Command } from 'commander'
 import type { Store } from '../store.js'
 import type { ExportResult, LayerFormat, SnapshotInfo } from '../types.js'
 import { isCode } from '../errors.js'
-import { collectLabel, printJson, printText, withStore } from './context.js'
+import { collectLabel, hostPath, printJson, printText, withStore } from './context.js'
 import { progressBar, type Progress } from './progress.js'
 import { humanBytes } from './format.js'
 
@@ -19,7 +19,7 @@ export function registerTransfer(program: Command): void {
     .option('--label <key=value>', 'label the snapshot (repeatable)', collectLabel)
     .action((dir: string, opts: { parent?: string; name?: string; label?: Record<string, string> }, cmd: Command) =>
       withStore(cmd, async (store, { json }) => {
-        const source = resolve(dir)
+        const source = hostPath(dir)
         const name = opts.name ?? (await unusedName(store, defaultName(source)))
         const info: SnapshotInfo = await withProgress(json, (progress) =>
           store.snapshotDir(source, { name, parent: opts.parent, labels: opts.label, progress: progress.report }),
@@ -36,7 +36,7 @@ export function registerTransfer(program: Command): void {
     .argument('<dir>', 'destination directory')
     .action((snap: string, dir: string, _opts: object, cmd: Command) =>
       withStore(cmd, async (store, { json }) => {
-        const target = resolve(dir)
+        const target = hostPath(dir)
         await withProgress(json, (progress) => store.checkout(snap, target, { progress: progress.report }))
         if (json) printJson({ snapshot: snap, dir: target })
         else printText(`checked out '${snap}' to ${target}`)
@@ -53,7 +53,7 @@ export function registerTransfer(program: Command): void {
     .option('--label <key=value>', 'label the snapshot (repeatable)', collectLabel)
     .option('--userxattr', 'overlay: the layer\'s markers are user.overlay.* xattrs')
     .action(async (source: string, opts: { format?: LayerFormat; name: string; parent?: string; label?: Record<string, string>; userxattr?: boolean }, cmd: Command) => {
-      const path = resolve(source)
+      const path = hostPath(source)
       const format = opts.format ?? (await sourceFormat(path, cmd))
       await withStore(cmd, async (store, { json }) => {
         const info = await withProgress(json, (progress) =>
@@ -73,7 +73,7 @@ export function registerTransfer(program: Command): void {
     .option('--flatten', 'oci: the whole tree, not only the changes against the parent')
     .option('--userxattr', 'overlay: write the markers as user.overlay.* xattrs')
     .action(async (snap: string, dest: string, opts: { format?: LayerFormat; flatten?: boolean; userxattr?: boolean }, cmd: Command) => {
-      const path = resolve(dest)
+      const path = hostPath(dest)
       const format = opts.format ?? (await destFormat(path, cmd))
       await withStore(cmd, async (store, { json }) => {
         const result: ExportResult = await withProgress(json, (progress) =>

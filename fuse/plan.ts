@@ -1,0 +1,72 @@
+import { openDirStack, type SnapshotFs, type Store } from '../engine/index.js'
+import { fsError } from '../engine/errors.js'
+import { DIR_UPPER_CACHE, IMMUTABLE_CACHE, WRITABLE_CACHE, type CachePolicy } from './mount.js'
+import type { DirsMountRequest, MountRequest, SnapshotMountRequest } from './request.js'
+
+/** Everything `mountFuse` needs for a request, plus the hold to let go of when the mount ends. */
+export interface MountPlan {
+  fs: SnapshotFs
+  readOnly: boolean
+  cache: CachePolicy
+  statfsPath: string
+  fsname: string
+  /** Ends the store hold that keeps the mounted snapshot from being committed or removed under the mount. */
+  release: () => void
+}
+
+/**
+ * Opens the tree a request mounts, so that a bad snapshot name, a snapshot of the wrong kind or
+ * bad layer dirs fail here, before anything is mounted.
+ */
+export async function planMount(req: MountRequest, store: Store | undefined): Promise<MountPlan> {
+  return req.kind === 'snapshot' ? planSnapshot(req, needStore(store, req.mountpoint)) : planDirs(req, store)
+}
+
+function needStore(store: Store | undefined, mountpoint: string): Store {
+  if (!store) throw fsError('EINVAL', 'mount', mountpoint, 'this daemon holds no store')
+  return store
+}
+
+const umountHint = (mnt: string): string => `run 'strata umount ${mnt}' first`
+
+async function planSnapshot(req: SnapshotMountRequest, store: Store): Promise<MountPlan> {
+  const { key, mountpoint: mnt } = req
+  const info = await store.stat(key)
+  if (req.rw && info.kind !== 'active') {
+    const hint = info.kind === 'committed' ? `; make an active snapshot on it ('strata prepare KEY ${key}') and mount that` : ''
+    throw fsError('EINVAL', 'mount', key, `'${key}' is ${info.kind === 'view' ? 'a view' : 'committed'}: --rw mounts an active snapshot${hint}`)
+  }
+  if (!req.rw && info.kind === 'active') throw fsError('EINVAL', 'mount', key, `'${key}' is active: mount it with --rw, or commit it and mount the committed snapshot`)
+  const release = req.rw
+    ? store.hold(key, `is mounted read-write at ${mnt}; ${umountHint(mnt)}`)
+    : store.hold(key, `is mounted at ${mnt}; ${umountHint(mnt)}`, { shared: true })
+  try {
+    const fs = store.fs(key)
+    await fs.stat('/')
+    return { fs, readOnly: !req.rw, cache: req.rw ? WRITABLE_CACHE : IMMUTABLE_CACHE, statfsPath: store.path, fsname: req.fsname ?? `strata:${key}`, release }
+  } catch (err) {
+    release()
+    throw err
+  }
+}
+
+async function planDirs(req: DirsMountRequest, store: Store | undefined): Promise<MountPlan> {
+  const layers = { lowerdir: req.lowerdir, upperdir: req.upperdir, workdir: req.workdir, redirectDir: req.redirectDir, userxattr: req.userxattr }
+  const readOnly = req.readOnly || req.upperdir === undefined
+  const cache = readOnly ? IMMUTABLE_CACHE : DIR_UPPER_CACHE
+  const fsname = req.fsname ?? 'strata'
+  if (req.snapshot === undefined) {
+    const fs = await openDirStack(layers)
+    return { fs, readOnly, cache, statfsPath: req.upperdir ?? req.lowerdir[0], fsname, release: () => {} }
+  }
+  const base = needStore(store, req.mountpoint)
+  const release = base.hold(req.snapshot, `is the bottom layer of the mount at ${req.mountpoint}; ${umountHint(req.mountpoint)}`, { shared: true })
+  try {
+    const fs = base.stackFs({ ...layers, base: req.snapshot })
+    await fs.stat('/')
+    return { fs, readOnly, cache, statfsPath: req.upperdir ?? base.path, fsname, release }
+  } catch (err) {
+    release()
+    throw err
+  }
+}
