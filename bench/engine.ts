@@ -1,6 +1,7 @@
 /**
  * Engine benchmarks: copy-up of a huge file, snapshot throughput against the LevelDB ceiling,
- * re-snapshot of an unchanged tree, stat cost versus layer count, and dedup.
+ * re-snapshot of an unchanged tree, stat cost versus layer count, stat through lower layers
+ * (whole trees and deep stacks, store and directory layers), and dedup.
  *
  *   npm run bench:engine -- [--quick] [--json FILE] [--only copyup,stat] [--reps N] [--dir DIR]
  */
@@ -15,8 +16,9 @@ import { ingestCase } from './cases/ingest.js'
 import { reSnapshotCase } from './cases/resnapshot.js'
 import { statDepthCase } from './cases/statdepth.js'
 import { dedupCase } from './cases/dedup.js'
+import { lowerStatCase } from './cases/lowerstat.js'
 
-const CASES: BenchCase[] = [copyUpCase, ingestCase, reSnapshotCase, statDepthCase, dedupCase]
+const CASES: BenchCase[] = [copyUpCase, ingestCase, reSnapshotCase, statDepthCase, lowerStatCase, dedupCase]
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), CASES.map((c) => c.name))

@@ -11,12 +11,30 @@ import { readHostXattrs } from '../host/xattrs.js'
 import { hostKey, readHostLink } from '../host/scan.js'
 import { hostError } from '../host/io.js'
 import { isCode } from '../errors.js'
+import { freezeRecord, recordBytes } from '../store/recordcache.js'
+import { HostReadCache } from './hostcache.js'
 
 export interface DirLayerOptions {
   /** Overlay xattrs under `user.overlay.` instead of `trusted.overlay.`, as the kernel's option. */
   userxattr?: boolean
   /** Numbers for the objects met (see inos.ts). */
   allocIno: () => number
+  /**
+   * Keep what is read of the host for the life of the layer (hostcache.ts). Only for a dir that
+   * nothing changes while the layer is open, which the kernel requires of lower dirs. Default: on
+   * for a DirLayer itself, off for a subclass: a DirUpper writes its dir and reads it exactly.
+   */
+  cacheHostReads?: boolean
+}
+
+/** What a layer that keeps its reads knows of one of its dirs. */
+interface KeptDir {
+  /** Every name of the dir, once it was read whole (empty if it has gone). */
+  listing?: ReadonlyArray<[string, EntryRecord]>
+  /** Until then, the names looked up: their entries, or undefined where nothing is. */
+  names: Map<string, EntryRecord | undefined>
+  /** Estimated heap bytes, for the cache's bound. */
+  bytes: number
 }
 
 /** Where an object of the layer is: one of its names (the newest seen). */
@@ -29,7 +47,8 @@ interface NameRef {
  * A directory in the kernel's overlay on-disk format, read as a layer's raw records: its names
  * by directory, whiteouts as whiteout entries, opaque and redirect xattrs as the dir inode's
  * flags. Objects get inode numbers as lookups meet them, the layer root being ROOT_INO, so the
- * overlay rules address it exactly as they address a store layer.
+ * overlay rules address it exactly as they address a store layer. A lower layer keeps what it
+ * read of the host for its life (see `entry`), as a lookup in a deep stack probes every layer.
  */
 export class DirLayer implements UpperLayer {
   readonly id: string
@@ -44,10 +63,13 @@ export class DirLayer implements UpperLayer {
   private readonly hostOf = new Map<number, string>()
   /** Objects set aside (in the work dir) during one transaction. */
   protected readonly aside = new Map<number, string>()
+  /** What was read of the host, when the dir does not change under the layer. */
+  private readonly hostCache?: HostReadCache
 
   constructor(readonly root: string, protected readonly opts: DirLayerOptions) {
     this.id = root
     this.xattr = overlayXattrNames(opts.userxattr)
+    if (opts.cacheHostReads ?? new.target === DirLayer) this.hostCache = new HostReadCache()
   }
 
   /** The host path of an object met before, or undefined. */
@@ -62,9 +84,13 @@ export class DirLayer implements UpperLayer {
     return dir === undefined ? undefined : join(dir, ref.name)
   }
 
-  /** The layer's number for a host object, remembering `dir/name` as where it is. */
-  protected bind(st: BigIntStats, dir: number, name: string): number {
-    const key = hostKey(st)
+  /** The layer gave number `ino` to an object it met (pathOf without building the path). */
+  private knows(ino: number): boolean {
+    return ino === ROOT_INO || this.names.has(ino) || this.aside.has(ino)
+  }
+
+  /** The layer's number for host inode `key` (dev:ino), remembering `dir/name` as where it is. */
+  protected bind(key: string, dir: number, name: string): number {
     const ino = this.byHost.get(key) ?? this.opts.allocIno()
     this.tie(key, ino)
     this.remember(ino, dir, name)
@@ -134,10 +160,35 @@ export class DirLayer implements UpperLayer {
     const mode = Number(st.mode)
     if (isWhiteoutDevice(mode, Number(st.rdev))) return WHITEOUT
     if (st.size === 0n && isXattrWhiteout(mode, 0, this.getXattr(path, this.xattr.whiteout) !== undefined)) return WHITEOUT
-    return [this.bind(st, dir, name), typeOf(mode)]
+    return [this.bind(hostKey(st), dir, name), typeOf(mode)]
   }
 
+  /*
+   * A layer that keeps its reads keys them by its own numbers (`d<dir>`: what is known of one
+   * dir; `r<ino>`: a record), which stay bound to the same host objects for the life of the
+   * layer: a hit builds no path. One entry per dir holds its listing once read, else the names
+   * looked up in it, found or not, so a probe of a name the dir lacks (most probes of a deep
+   * stack) is one cache read.
+   */
+
   async entry(dirIno: number, name: string): Promise<EntryRecord | undefined> {
+    const cache = this.hostCache
+    if (!cache || !this.knows(dirIno)) return this.readEntry(dirIno, name)
+    const dir = this.keptDir(cache, dirIno)
+    if (dir.listing) return findEntry(dir.listing, name)
+    if (dir.names.has(name)) return dir.names.get(name)
+    const e = await this.readEntry(dirIno, name)
+    dir.names.set(name, e)
+    dir.bytes += 64 + 2 * name.length
+    cache.set(`d${dirIno}`, dir, dir.bytes)
+    return e
+  }
+
+  private keptDir(cache: HostReadCache, dirIno: number): KeptDir {
+    return cache.get<KeptDir>(`d${dirIno}`) ?? cache.set(`d${dirIno}`, { names: new Map(), bytes: 96 }, 96)
+  }
+
+  private async readEntry(dirIno: number, name: string): Promise<EntryRecord | undefined> {
     const dirPath = this.pathOf(dirIno)
     if (dirPath === undefined) return undefined
     const path = join(dirPath, name)
@@ -146,14 +197,30 @@ export class DirLayer implements UpperLayer {
     return this.classify(st, path, dirIno, name)
   }
 
+  /** The names of a dir, whiteouts included, sorted; a kept listing is shared (frozen). */
   async entries(dirIno: number): Promise<Array<[string, EntryRecord]>> {
+    const cache = this.hostCache
+    if (!cache || !this.knows(dirIno)) return (await this.readEntries(dirIno)) ?? []
+    const dir = this.keptDir(cache, dirIno)
+    if (!dir.listing) {
+      dir.listing = Object.freeze((await this.readEntries(dirIno)) ?? [])
+      // the listing answers every lookup from now on
+      dir.names.clear()
+      dir.bytes = dir.listing.reduce((n, [name]) => n + 96 + 2 * name.length, 96)
+      cache.set(`d${dirIno}`, dir, dir.bytes)
+    }
+    return dir.listing as Array<[string, EntryRecord]>
+  }
+
+  /** Undefined when the dir is gone or not a dir. */
+  private async readEntries(dirIno: number): Promise<Array<[string, EntryRecord]> | undefined> {
     const dirPath = this.pathOf(dirIno)
-    if (dirPath === undefined) return []
+    if (dirPath === undefined) return undefined
     let names: string[]
     try {
       names = await readdir(dirPath)
     } catch (err) {
-      if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return []
+      if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return undefined
       throw hostError(err, 'readdir', dirPath)
     }
     const out: Array<[string, EntryRecord]> = []
@@ -165,7 +232,18 @@ export class DirLayer implements UpperLayer {
     return out
   }
 
+  /** The record of an object; a kept one is shared by every reader (frozen). */
   async inode(ino: number): Promise<InodeRecord | undefined> {
+    const cache = this.hostCache
+    if (!cache) return this.readInode(ino)
+    const hit = cache.get<InodeRecord>(`r${ino}`)
+    if (hit) return hit
+    // Numbers this layer never gave (another layer's objects) are answered without keeping anything.
+    const rec = await this.readInode(ino)
+    return rec && cache.set(`r${ino}`, freezeRecord(rec), recordBytes(rec))
+  }
+
+  private async readInode(ino: number): Promise<InodeRecord | undefined> {
     const path = this.pathOf(ino)
     if (path === undefined) return undefined
     const st = await this.lstatOrUndefined(path)
@@ -201,3 +279,17 @@ export class DirLayer implements UpperLayer {
     return rec
   }
 }
+
+/** Binary search in a listing sorted as Array.prototype.sort sorts names (by UTF-16 code units). */
+function findEntry(list: ReadonlyArray<[string, EntryRecord]>, name: string): EntryRecord | undefined {
+  let lo = 0, hi = list.length - 1
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1
+    const k = list[mid][0]
+    if (k === name) return list[mid][1]
+    if (k < name) lo = mid + 1
+    else hi = mid - 1
+  }
+  return undefined
+}
+

@@ -1,6 +1,6 @@
-import { LRUCache } from 'lru-cache'
 import type { Db, Txn } from './db.js'
 import { inodeKey, nodeKey } from './keys.js'
+import { RecordCache, type IndexListing } from './recordcache.js'
 import { ROOT_INO, type InodeRecord } from './records.js'
 import type { LoadedLayer } from './loadedlayer.js'
 import { fsError } from '../errors.js'
@@ -31,8 +31,9 @@ export interface IndexLowerNode extends LowerNode {
 const LEAF_MAX = 1024
 const PAGE_FILL = 512
 
-export type NodeCache = LRUCache<string, IndexNodeRecord>
-export const newNodeCache = (): NodeCache => new LRUCache<string, IndexNodeRecord>({ max: 20000 })
+/** The decoded records of committed snapshots, shared by every snapshot of a Store (recordcache.ts). */
+export type NodeCache = RecordCache
+export const newNodeCache = (): NodeCache => new RecordCache()
 
 async function loadNode(db: Db, cache: NodeCache, id: string): Promise<IndexNodeRecord> {
   const hit = cache.get(id)
@@ -83,18 +84,23 @@ export class IndexTree implements LowerTree {
     return 'e' in page ? page.e : undefined
   }
 
+  /** The names of a dir, shared with every other reader of the same index node: read-only. */
   async list(dir: LowerNode): Promise<Array<[string, IndexLowerNode]>> {
     const id = (dir as IndexLowerNode).node
     if (id === undefined) return []
-    return (await entriesOf(this.db, this.cache, id)).map((e) => [e[0], toLower(e)])
+    const listing: IndexListing = this.cache.listing(id) ?? this.cache.setListing(id, (await entriesOf(this.db, this.cache, id)).map((e) => [e[0], toLower(e)]))
+    return listing as Array<[string, IndexLowerNode]>
   }
 
+  /** The record of a lower inode, shared with every other reader (frozen). */
   async inode(node: LowerNode): Promise<InodeRecord> {
     const n = node as IndexLowerNode
     const layer = this.links[n.ino] ?? n.layer
+    const hit = this.cache.inode(layer, n.ino)
+    if (hit) return hit
     const rec = await this.db.get<InodeRecord>(inodeKey(layer, n.ino))
     if (!rec) throw fsError('EIO', 'stat', undefined, `layer ${layer} has no inode ${n.ino}`)
-    return rec
+    return this.cache.setInode(layer, n.ino, rec)
   }
 }
 
