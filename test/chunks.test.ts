@@ -1,7 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Store, type ChunkHasher } from '../engine/index.js'
-import { countChunks, patternBytes, tempStore } from './helpers.js'
+import { Store, type ChunkHasher, type StoreOptions } from '../engine/index.js'
+import { ReadStream, STREAM_AFTER, TOUCH_AHEAD } from '../engine/store/readstream.js'
+import { countChunks, patternBytes, rejectsWith, tempStore } from './helpers.js'
 
 /**
  * Chunks are content-addressed by a 64-bit hash, but a put never trusts the hash alone. A hasher
@@ -111,4 +112,198 @@ test('colliding chunks freed by gc are not confused with new ones', async () => 
   } finally {
     await t.cleanup()
   }
+})
+
+// ---- reads of stored data: streams, the shared cache, read-ahead of cold data ----
+
+const MiB = 1024 * 1024
+
+/** Reads `size` bytes of `path` in `piece`-sized reads at the given offsets order, into one buffer. */
+async function readPieces(fs: ReturnType<Store['fs']>, path: string, size: number, offsets: number[], piece: number): Promise<Buffer> {
+  const out = Buffer.alloc(size, 0xaa)
+  const h = await fs.open(path, 'r')
+  try {
+    for (const off of offsets) {
+      const want = Math.min(piece, size - off)
+      const { bytesRead } = await h.read(out, off, want, off)
+      assert.equal(bytesRead, want, `read at ${off}`)
+    }
+  } finally {
+    await h.close()
+  }
+  return out
+}
+
+/**
+ * A store holding `snapshots` (name -> path -> content), each committed on its own, then closed
+ * and opened again with `opts`: reads start with an empty chunk cache.
+ */
+async function reopenedStore(snapshots: Record<string, Record<string, Buffer>>, opts: Omit<StoreOptions, 'path'> = {}): Promise<{ store: Store; cleanup: () => Promise<void> }> {
+  const t = await tempStore()
+  let store: Store | undefined
+  try {
+    for (const [name, files] of Object.entries(snapshots)) {
+      await t.store.prepare(`${name}-w`)
+      for (const [path, data] of Object.entries(files)) await t.store.fs(`${name}-w`).writeFile(path, data)
+      await t.store.commit(name, `${name}-w`)
+    }
+    await t.store.close()
+    store = await Store.open({ ...opts, path: t.path })
+  } catch (err) {
+    await t.cleanup()
+    throw err
+  }
+  const opened = store
+  return { store: opened, cleanup: async () => { await opened.close(); await t.cleanup() } }
+}
+
+const inOrder = (size: number, piece: number): number[] => Array.from({ length: Math.ceil(size / piece) }, (_, i) => i * piece)
+
+test('sequential reads of a large file: exact bytes in any piece size, out of order, after a seek, with holes and a short tail', async () => {
+  // 20 MiB + 123 bytes: past the stream threshold, with a hole of 3 chunks and a short last chunk
+  const size = 20 * MiB + 123
+  const data = patternBytes(size, 21)
+  data.fill(0, 5 * MiB, 5 * MiB + 3 * CHUNK)
+  const { store, cleanup } = await reopenedStore({ base: { '/big': data } }, { cacheBytes: 4 * MiB })
+  try {
+    const fs = store.fs('base')
+    for (const piece of [MiB, 128 * 1024, 100_000, 3 * MiB + 5]) {
+      assert.ok((await readPieces(fs, '/big', size, inOrder(size, piece), piece)).equals(data), `in ${piece}-byte pieces`)
+    }
+    // requests of one sequential reader arriving a little out of order, as the kernel sends them
+    const swapped = inOrder(size, MiB)
+    for (let i = 0; i + 1 < swapped.length; i += 2) [swapped[i], swapped[i + 1]] = [swapped[i + 1], swapped[i]]
+    assert.ok((await readPieces(fs, '/big', size, swapped, MiB)).equals(data), 'out of order')
+    // a stream, then a seek back to the start and a second stream on the same handle
+    const h = await fs.open('/big', 'r')
+    try {
+      const buf = Buffer.alloc(MiB)
+      for (let off = 0; off < 12 * MiB; off += MiB) await h.read(buf, 0, MiB, off)
+      for (let off = 0; off < size; off += MiB) {
+        const { bytesRead } = await h.read(buf, 0, MiB, off)
+        assert.ok(buf.subarray(0, bytesRead).equals(data.subarray(off, off + bytesRead)), `after the seek, at ${off}`)
+      }
+    } finally {
+      await h.close()
+    }
+  } finally {
+    await cleanup()
+  }
+})
+
+test('a large sequential read does not fill the shared chunk cache; random reads do, and every snapshot shares them', async () => {
+  const size = 24 * MiB
+  const data = patternBytes(size, 22)
+  // the same content in two snapshots
+  const { store, cleanup } = await reopenedStore({ a: { '/big': data }, b: { '/same': Buffer.from(data) } }, { cacheBytes: 64 * MiB })
+  try {
+    assert.equal(store.chunks.cachedBytes, 0)
+    assert.ok((await readPieces(store.fs('a'), '/big', size, inOrder(size, MiB), MiB)).equals(data))
+    // the head of a sequence is cached as any read; the rest of the stream is not
+    const afterStream = store.chunks.cachedBytes
+    assert.ok(afterStream <= STREAM_AFTER + MiB, `a 24 MiB stream left ${afterStream} bytes cached`)
+    // reads out of sequence are cached, and the other snapshot's file finds them
+    const pieces = inOrder(size, MiB)
+    const scattered = pieces.map((_, i) => pieces[(i * 7) % pieces.length]) // 7 MiB apart: never in sequence
+    assert.ok((await readPieces(store.fs('a'), '/big', size, scattered, MiB)).equals(data))
+    const cached = store.chunks.cachedBytes
+    assert.ok(cached >= size - MiB, `random reads cached ${cached} bytes`)
+    assert.ok((await readPieces(store.fs('b'), '/same', size, scattered, MiB)).equals(data))
+    assert.equal(store.chunks.cachedBytes, cached, 'the same chunks are cached once for both snapshots')
+    // and a stream over cached chunks reads them from the cache without adding any
+    assert.ok((await readPieces(store.fs('b'), '/same', size, inOrder(size, MiB), MiB)).equals(data))
+    assert.equal(store.chunks.cachedBytes, cached)
+  } finally {
+    await cleanup()
+  }
+})
+
+test('a read of a chunk missing from the store fails with EIO naming the file', async () => {
+  const { store, cleanup } = await reopenedStore({ base: { '/f': patternBytes(4 * CHUNK, 23) } })
+  try {
+    const keys: string[] = []
+    for await (const k of store.db.scanKeys('C/')) keys.push(k)
+    assert.equal(keys.length, 4)
+    const txn = store.db.txn()
+    txn.del(keys[2])
+    await txn.commit()
+    await rejectsWith(store.fs('base').readFile('/f'), 'EIO', '/f')
+    // a touch of missing chunks (read-ahead) reports nothing and breaks nothing
+    store.chunks.touch(keys.map((k) => Buffer.from(k.slice(2), 'hex')))
+  } finally {
+    await cleanup()
+  }
+})
+
+test('a stream over a copied-up file sees what another handle writes ahead of it', async () => {
+  const size = 16 * MiB
+  const data = patternBytes(size, 24)
+  const { store, cleanup } = await reopenedStore({ base: { '/big': data } })
+  try {
+    await store.prepare('rw', 'base')
+    const fs = store.fs('rw')
+    const reader = await fs.open('/big', 'r')
+    const writer = await fs.open('/big', 'r+')
+    try {
+      const expected = Buffer.from(data)
+      const buf = Buffer.alloc(MiB)
+      for (let off = 0; off < size; off += MiB) {
+        if (off === 10 * MiB) {
+          // into chunks the stream has not reached: one in memory (dirty), one stored by a sync
+          const patch = patternBytes(3 * CHUNK, 25)
+          await writer.write(patch, 0, patch.length, 12 * MiB - CHUNK / 2)
+          patch.copy(expected, 12 * MiB - CHUNK / 2)
+          await writer.sync()
+          await writer.write(Buffer.from('tail'), 0, 4, 15 * MiB + 7)
+          Buffer.from('tail').copy(expected, 15 * MiB + 7)
+        }
+        const { bytesRead } = await reader.read(buf, 0, MiB, off)
+        assert.equal(bytesRead, MiB)
+        assert.ok(buf.equals(expected.subarray(off, off + MiB)), `at ${off}`)
+      }
+    } finally {
+      await writer.close()
+      await reader.close()
+    }
+    assert.ok((await store.fs('base').readFile('/big')).equals(data), 'the committed snapshot is unchanged')
+  } finally {
+    await cleanup()
+  }
+})
+
+test('read-ahead starts only for a sequential reader that meets the disk, and stops once the data is in memory', () => {
+  let faults = 0
+  const s = new ReadStream(() => faults)
+  const chunks = 4096
+  const step = MiB / CHUNK
+  const read = (i: number): [number, number] | undefined => {
+    const plan = s.plan(i * MiB, (i + 1) * MiB)
+    return plan.sequential ? s.after((i + 1) * step, chunks) : undefined
+  }
+  assert.equal(read(0), undefined, 'a first read is not a sequence')
+  assert.equal(read(1), undefined, 'no fault counted yet')
+  assert.equal(read(2), undefined, 'data in memory: nothing ahead')
+  faults += 5
+  assert.deepEqual(read(3), [4 * step, 4 * step + TOUCH_AHEAD], 'reads met the disk: the next window')
+  faults += 5
+  assert.equal(read(4), undefined, 'more than half a window still ahead')
+  for (let i = 5; i < 4 + TOUCH_AHEAD / step / 2; i++) { faults += 1; assert.equal(read(i), undefined) }
+  faults += 1
+  const i = 4 + TOUCH_AHEAD / step / 2
+  assert.deepEqual(read(i), [4 * step + TOUCH_AHEAD, (i + 1) * step + TOUCH_AHEAD], 'refilled at half a window')
+  // no more faults for half a window: back to plain reads
+  let j = i + 1
+  for (; j < i + TOUCH_AHEAD / step / 2; j++) assert.equal(read(j), undefined)
+  assert.equal(read(j), undefined, 'no disk reads for half a window: read-ahead stops')
+  assert.equal(read(j + 1), undefined)
+  // a random read ends the sequence; its plan keeps what it reads
+  assert.deepEqual(s.plan(100 * MiB, 100 * MiB + 4096), { keep: true, sequential: false })
+  // past STREAM_AFTER in sequence, reads are a stream and are not kept
+  let pos = 100 * MiB + 4096
+  let plan = s.plan(pos, pos + MiB)
+  for (let n = 0; plan.keep && n < 64; n++) {
+    pos += MiB
+    plan = s.plan(pos, pos + MiB)
+  }
+  assert.ok(pos - 100 * MiB >= STREAM_AFTER && pos - 100 * MiB < STREAM_AFTER + MiB, `stream from ${pos - 100 * MiB}`)
 })

@@ -72,6 +72,14 @@ export class Db {
     return (await this.level.get(key)) ?? undefined
   }
 
+  /**
+   * A read on the calling thread. For values LevelDB has in the OS page cache this is several
+   * times cheaper than a round trip through libuv's pool, and copies the value once instead of twice.
+   */
+  getRawSync(key: string): Buffer | undefined {
+    return this.level.getSync(key) ?? undefined
+  }
+
   async get<T>(key: string): Promise<T | undefined> {
     const raw = await this.level.get(key)
     return raw === undefined ? undefined : decode<T>(raw)
@@ -80,6 +88,15 @@ export class Db {
   async getManyRaw(keys: string[]): Promise<(Buffer | undefined)[]> {
     if (keys.length === 0) return []
     return (await this.level.getMany(keys)).map((v) => v ?? undefined)
+  }
+
+  /**
+   * Looks keys up on libuv's pool and forgets the answer: the lookups read what LevelDB needs to
+   * find the values (and the OS reads around it), so a later read of them does not wait for the
+   * disk. Errors are ignored; the real read reports them.
+   */
+  touchMany(keys: string[]): void {
+    if (keys.length > 0) this.level.hasMany(keys).catch(() => undefined)
   }
 
   /** All [key, value] pairs under a prefix, read in batches. */

@@ -1,6 +1,7 @@
 import type { Txn } from './db.js'
 import { CHUNK_SIZE, HOLE_REF, REF_SIZE, isHole, type ChunkStore } from './chunks.js'
 import type { InodeRecord } from './records.js'
+import { ReadStream } from './readstream.js'
 import type { FileData } from '../overlay/data.js'
 import type { UpperTxn } from '../overlay/node.js'
 
@@ -33,6 +34,7 @@ export class FileContent implements FileData {
   private refs: Buffer
   private readonly dirty = new Map<number, Buffer>()
   private changed = false
+  private readonly stream = new ReadStream()
 
   private constructor(size: number, refs: Buffer, private readonly chunks: ChunkStore, private readonly path?: string) {
     this.size = size
@@ -77,16 +79,24 @@ export class FileContent implements FileData {
     if (end <= position) return 0
     const first = Math.floor(position / CHUNK_SIZE)
     const last = Math.floor((end - 1) / CHUNK_SIZE)
-    const stored: number[] = []
-    for (let i = first; i <= last; i++) if (!this.dirty.has(i)) { const r = this.refAt(i); if (r && !isHole(r)) stored.push(i) }
-    const fetched = new Map<number, Buffer>()
-    if (stored.length > 1) {
-      const bufs = await this.chunks.getMany(stored.map((i) => this.refAt(i)!), this.path)
-      stored.forEach((i, j) => fetched.set(i, bufs[j]))
+    const plan = this.stream.plan(position, end)
+    const storedAt: number[] = []
+    const refs: Buffer[] = []
+    for (let i = first; i <= last; i++) {
+      if (this.dirty.has(i)) continue
+      const r = this.refAt(i)
+      if (r && !isHole(r)) {
+        storedAt.push(i)
+        refs.push(r)
+      }
     }
+    const fetched = await this.chunks.getMany(refs, this.path, plan.keep)
+    if (plan.sequential) this.touchAhead(last + 1)
+    const byChunk = new Map<number, Buffer>()
+    storedAt.forEach((i, j) => byChunk.set(i, fetched[j]))
     let done = 0
     for (let i = first; i <= last; i++) {
-      const data = fetched.get(i) ?? (await this.chunk(i))
+      const data = this.dirty.get(i) ?? byChunk.get(i) ?? ZERO.subarray(0, 0)
       const chunkStart = i * CHUNK_SIZE
       const from = Math.max(position, chunkStart) - chunkStart
       const to = Math.min(end, chunkStart + CHUNK_SIZE) - chunkStart
@@ -97,6 +107,17 @@ export class FileContent implements FileData {
       done += to - from
     }
     return done
+  }
+
+  private touchAhead(next: number): void {
+    const range = this.stream.after(next, Math.ceil(this.size / CHUNK_SIZE))
+    if (!range) return
+    const refs: Buffer[] = []
+    for (let i = range[0]; i < range[1]; i++) {
+      const r = this.dirty.has(i) ? undefined : this.refAt(i)
+      if (r && !isHole(r)) refs.push(r)
+    }
+    this.chunks.touch(refs)
   }
 
   async write(data: Uint8Array, position: number): Promise<void> {
