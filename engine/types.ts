@@ -50,6 +50,12 @@ export interface Creds {
   uid: number
   gid: number
   groups?: number[]
+  /**
+   * The caller has already walked the path with these credentials (a kernel's VFS in front of
+   * Strata, as under FUSE): search permission on the directories passed is not checked again.
+   * A file with several names may then be reached under a name the caller could not walk.
+   */
+  pathWalked?: boolean
 }
 
 export const ROOT: Creds = Object.freeze({ uid: 0, gid: 0, groups: [] as number[] })

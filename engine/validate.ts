@@ -38,7 +38,7 @@ export function checkCreds(c: Creds, key: string): Creds {
   const ok = (n: unknown): boolean => Number.isInteger(n) && (n as number) >= 0 && (n as number) < 2 ** 32
   const groups: unknown = c.groups ?? []
   if (!ok(c.uid) || !ok(c.gid) || !Array.isArray(groups) || !groups.every(ok)) throw fsError('EINVAL', 'open', key, 'creds need integer uid, gid and groups')
-  return { uid: c.uid, gid: c.gid, groups: [...(c.groups ?? [])] }
+  return { uid: c.uid, gid: c.gid, groups: [...(c.groups ?? [])], ...(c.pathWalked === true ? { pathWalked: true } : {}) }
 }
 
 export function checkProgress(progress: unknown, syscall: string, path: string): void {

@@ -49,17 +49,14 @@ export interface FuseMount {
 export const IMMUTABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 86400, attrTimeout: 86400, keepCache: true, cacheDir: true })
 
 /**
- * A writable store snapshot: every change passes through this mount, so the kernel's caches
- * stay exact (it updates them from the replies), except listings, which are read anew.
+ * A writable tree. Every change passes through the mount and the kernel updates or drops its
+ * caches on the operations it sends (a write updates the page cache), and where one change
+ * shows under several kernel inodes (the names of a hard link under a directory upper), Strata
+ * tells the kernel to drop the others (see FuseOps.changed). Timeouts stay short and listings
+ * are read anew all the same: the differential test found sequences (a lower hard link split by
+ * copy-up under a directory upper) where a minute of cached attributes showed a stale size.
  */
 export const WRITABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 1, attrTimeout: 1, keepCache: true, cacheDir: false })
-
-/**
- * A writable directory upper. As with the kernel without an index, the names of a lower hard
- * link become separate inodes at copy-up, which the page cache of their shared kernel inode
- * would hide: file data is read anew at every open.
- */
-export const DIR_UPPER_CACHE: CachePolicy = Object.freeze({ entryTimeout: 1, attrTimeout: 1, keepCache: false, cacheDir: false })
 
 class Session implements FuseMount {
   readonly closed: Promise<void>

@@ -1,6 +1,6 @@
 import { openDirStack, type SnapshotFs, type Store } from '../engine/index.js'
 import { fsError } from '../engine/errors.js'
-import { DIR_UPPER_CACHE, IMMUTABLE_CACHE, WRITABLE_CACHE, type CachePolicy } from './mount.js'
+import { IMMUTABLE_CACHE, WRITABLE_CACHE, type CachePolicy } from './mount.js'
 import type { DirsMountRequest, MountRequest, SnapshotMountRequest } from './request.js'
 
 /** Everything `mountFuse` needs for a request, plus the hold to let go of when the mount ends. */
@@ -53,7 +53,7 @@ async function planSnapshot(req: SnapshotMountRequest, store: Store): Promise<Mo
 async function planDirs(req: DirsMountRequest, store: Store | undefined): Promise<MountPlan> {
   const layers = { lowerdir: req.lowerdir, upperdir: req.upperdir, workdir: req.workdir, redirectDir: req.redirectDir, userxattr: req.userxattr }
   const readOnly = req.readOnly || req.upperdir === undefined
-  const cache = readOnly ? IMMUTABLE_CACHE : DIR_UPPER_CACHE
+  const cache = readOnly ? IMMUTABLE_CACHE : WRITABLE_CACHE
   const fsname = req.fsname ?? 'strata'
   if (req.snapshot === undefined) {
     const fs = await openDirStack(layers)
