@@ -11,7 +11,7 @@ import { mountFuse, type FuseMount } from './mount.js'
 import { planMount } from './plan.js'
 import { checkMountpoint } from './preflight.js'
 import { daemonLogPath, mountSocketPath, removeRecord, writeRecord, type MountRecord } from './registry.js'
-import { describeSource, requestWritable, type DaemonConfig, type DaemonReport, type MountRequest } from './request.js'
+import { describeSource, mountNamespace, requestWritable, type DaemonConfig, type DaemonReport, type MountRequest } from './request.js'
 
 /**
  * The process serving FUSE mounts. A store daemon holds one store, serves every mount of it and
@@ -80,6 +80,10 @@ class MountDaemon {
     try {
       const mnt = req.mountpoint
       if (this.mounts.has(mnt)) throw fsError('EBUSY', 'mount', mnt, `already mounted; run 'strata umount ${mnt}' first`)
+      const here = mountNamespace()
+      if (req.namespace !== undefined && here !== undefined && req.namespace !== here) {
+        throw fsError('EINVAL', 'mount', mnt, `the daemon serving this store (pid ${process.pid}) runs in another mount namespace, where this mount would not be seen; mount from that namespace, or unmount the store's mounts there first`)
+      }
       await checkMountpoint(mnt)
       if (req.kind === 'dirs') {
         for (const dir of [...req.lowerdir, req.upperdir, req.workdir]) if (dir !== undefined) this.checkHostPath(dir, 'a layer of another of its mounts')

@@ -12,7 +12,7 @@ import { unmountPath } from './channel.js'
 import { parseMountOptions, type MountOptionSet } from './options.js'
 import { checkCanMount, checkMountpoint } from './preflight.js'
 import { FSTYPE, listRecords, mountAt, processAlive, readRecord, removeRecord, type MountRecord } from './registry.js'
-import { requestStore, type DaemonConfig, type MountRequest } from './request.js'
+import { mountNamespace, requestStore, type DaemonConfig, type MountRequest } from './request.js'
 import { runForeground, startDaemon } from './spawn.js'
 
 /** How long `strata umount` waits for a daemon that said it is exiting to be gone. */
@@ -72,7 +72,7 @@ async function mount(source: string | undefined, mountpoint: string | undefined,
         probe.destroy()
         throw new CliError(`store ${store} is held by a running mount daemon, which serves its mounts in the background; mount without -f`)
       }
-      const exit = await requestServer(probe, { op: 'mount', request }, cliIo())
+      const exit = await requestServer(probe, { op: 'mount', request: { ...request, namespace: mountNamespace() } }, cliIo())
       if (exit.retry !== true) {
         if (exit.code !== 0) throw new ReportedExit(exit.code)
         return mounted(exit.result as MountRecord, g.json)

@@ -1,3 +1,4 @@
+import { readlinkSync } from 'node:fs'
 import type { RedirectPolicy } from '../engine/index.js'
 
 /** A snapshot of the store mounted whole: read-only, or an active snapshot with `rw`. */
@@ -31,7 +32,20 @@ export interface DirsMountRequest {
   fsname?: string
 }
 
-export type MountRequest = SnapshotMountRequest | DirsMountRequest
+/**
+ * What the requester's mount namespace is (`/proc/self/ns/mnt`): a daemon already serving the
+ * store may run in another one, where a mount would not be seen by the requester.
+ */
+export type MountRequest = (SnapshotMountRequest | DirsMountRequest) & { namespace?: string }
+
+/** This process's mount namespace, as the kernel names it ('mnt:[4026531841]'); undefined where unknown. */
+export function mountNamespace(): string | undefined {
+  try {
+    return readlinkSync('/proc/self/ns/mnt')
+  } catch {
+    return undefined
+  }
+}
 
 /** The store a mount needs open, if any: a directory stack without `snapshot=` needs none. */
 export function requestStore(req: MountRequest): string | undefined {
