@@ -82,7 +82,7 @@ export async function mountFuse(opts: MountOptions): Promise<FuseMount> {
   let initialised!: () => void
   const ready = new Promise<void>((r) => { initialised = r })
   const nodeidPerName = !(await opts.fs.hardLinksSurviveCopyUp())
-  const ops = new FuseOps(opts.fs, { readOnly: opts.readOnly, cache: opts.cache, statfsPath: opts.statfsPath, nodeidPerName }, (msg) => {
+  const ops = new FuseOps(opts.fs, { cache: opts.cache, statfsPath: opts.statfsPath, nodeidPerName }, (msg) => {
     channel.send(msg)
     initialised()
   })

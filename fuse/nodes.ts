@@ -147,8 +147,4 @@ export class NodeTable {
       this.byName.set(fromKey, replaced)
     }
   }
-
-  get size(): number {
-    return this.nodes.size
-  }
 }

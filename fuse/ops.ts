@@ -31,7 +31,6 @@ const TRACE = process.env.STRATA_FUSE_TRACE === '1'
 const DT_DIR = 4
 
 export interface OpsOptions {
-  readOnly: boolean
   cache: CachePolicy
   statfsPath: string
   /** One nodeid per name rather than per inode (see NodeTable). */
