@@ -53,35 +53,58 @@ interface Served {
   server: CliServer
 }
 
-/** A store with snapshot `base` (a 3 MiB file among others) and active `work`, held and served by this process. */
-async function withServedStore(fn: (s: Served) => Promise<void>): Promise<void> {
+interface Dirs {
+  root: string
+  storePath: string
+  runtime: string
+}
+
+/** A temporary root holding a store path and a private runtime dir, which STRATA_RUNTIME_DIR names meanwhile. */
+async function withRuntimeDir(fn: (d: Dirs) => Promise<void>): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'strata-server-'))
-  const storePath = join(root, 'store')
-  const runtime = join(root, 'run')
+  const dirs = { root, storePath: join(root, 'store'), runtime: join(root, 'run') }
   const saved = process.env.STRATA_RUNTIME_DIR
-  process.env.STRATA_RUNTIME_DIR = runtime
-  await mkdir(runtime, { mode: 0o700 })
-  const store = await Store.open({ path: storePath })
-  let server: CliServer | undefined
+  process.env.STRATA_RUNTIME_DIR = dirs.runtime
   try {
-    await store.prepare('w0')
-    const fs = store.fs('w0')
-    await fs.writeFile('/hello.txt', 'hello\n')
-    await fs.writeFile('/big.bin', patternBytes(3 << 20, 7))
-    await store.commit('base', 'w0')
-    await store.prepare('work', 'base')
-    server = await CliServer.listen({ store, socketPath: storeSocketPath(storePath) })
-    await fn({ root, storePath, runtime, store, server })
+    await mkdir(dirs.runtime, { mode: 0o700 })
+    await fn(dirs)
   } finally {
-    if (server) {
-      await server.stop()
-      server.close()
-    }
-    await store.close()
     if (saved === undefined) delete process.env.STRATA_RUNTIME_DIR
     else process.env.STRATA_RUNTIME_DIR = saved
     await rm(root, { recursive: true, force: true })
   }
+}
+
+/** A store with snapshot `base` (a 3 MiB file among others) and active `work`, held and served by this process. */
+async function withServedStore(fn: (s: Served) => Promise<void>): Promise<void> {
+  await withRuntimeDir(async ({ root, storePath, runtime }) => {
+    const store = await Store.open({ path: storePath })
+    let server: CliServer | undefined
+    try {
+      await store.prepare('w0')
+      const fs = store.fs('w0')
+      await fs.writeFile('/hello.txt', 'hello\n')
+      await fs.writeFile('/big.bin', patternBytes(3 << 20, 7))
+      await store.commit('base', 'w0')
+      await store.prepare('work', 'base')
+      server = await CliServer.listen({ store, socketPath: storeSocketPath(storePath) })
+      await fn({ root, storePath, runtime, store, server })
+    } finally {
+      if (server) {
+        await server.stop()
+        server.close()
+      }
+      await store.close()
+    }
+  })
+}
+
+/** A store holding an empty committed snapshot `base`, open in this process. */
+async function storeWithBase(storePath: string): Promise<Store> {
+  const store = await Store.open({ path: storePath })
+  await store.prepare('w0')
+  await store.commit('base', 'w0')
+  return store
 }
 
 test('commands on a served store run in the server, with host paths from the client cwd', { timeout: 120_000 }, () =>
@@ -155,17 +178,9 @@ test('the runtime dir is private and the socket named by a hash of the store pat
   }),
 )
 
-test('a stopping server sends clients to the store itself once it lets go', { timeout: 60_000 }, async () => {
-  const root = await mkdtemp(join(tmpdir(), 'strata-server-'))
-  const storePath = join(root, 'store')
-  const runtime = join(root, 'run')
-  const saved = process.env.STRATA_RUNTIME_DIR
-  process.env.STRATA_RUNTIME_DIR = runtime
-  try {
-    await mkdir(runtime, { mode: 0o700 })
-    const store = await Store.open({ path: storePath })
-    await store.prepare('w0')
-    await store.commit('base', 'w0')
+test('a stopping server sends clients to the store itself once it lets go', { timeout: 60_000 }, () =>
+  withRuntimeDir(async ({ storePath, runtime }) => {
+    const store = await storeWithBase(storePath)
     const server = await CliServer.listen({ store, socketPath: storeSocketPath(storePath) })
     await server.stop()
     const client = strata(['--store', storePath, 'snapshots'], { runtime })
@@ -176,25 +191,12 @@ test('a stopping server sends clients to the store itself once it lets go', { ti
     const r = await client
     assert.equal(r.code, 0, r.stderr)
     assert.match(r.stdout.toString(), /^base\s+committed/m)
-  } finally {
-    if (saved === undefined) delete process.env.STRATA_RUNTIME_DIR
-    else process.env.STRATA_RUNTIME_DIR = saved
-    await rm(root, { recursive: true, force: true })
-  }
-})
+  }),
+)
 
-test('a socket left by a server that died is removed, and the command runs on the store', { timeout: 60_000 }, async () => {
-  const root = await mkdtemp(join(tmpdir(), 'strata-server-'))
-  const storePath = join(root, 'store')
-  const runtime = join(root, 'run')
-  const saved = process.env.STRATA_RUNTIME_DIR
-  process.env.STRATA_RUNTIME_DIR = runtime
-  try {
-    await mkdir(runtime, { mode: 0o700 })
-    const store = await Store.open({ path: storePath })
-    await store.prepare('w0')
-    await store.commit('base', 'w0')
-    await store.close()
+test('a socket left by a server that died is removed, and the command runs on the store', { timeout: 60_000 }, () =>
+  withRuntimeDir(async ({ storePath, runtime }) => {
+    await (await storeWithBase(storePath)).close()
     const socketPath = storeSocketPath(storePath)
     // a process listening on the socket, killed so that it cannot remove it
     const script = `require('node:net').createServer().listen(${JSON.stringify(socketPath)}, () => console.log('listening'))`
@@ -209,9 +211,5 @@ test('a socket left by a server that died is removed, and the command runs on th
     assert.equal(r.stderr, '')
     assert.match(r.stdout.toString(), /^base\s+committed/m)
     assert.ok(!existsSync(socketPath), 'the stale socket is gone')
-  } finally {
-    if (saved === undefined) delete process.env.STRATA_RUNTIME_DIR
-    else process.env.STRATA_RUNTIME_DIR = saved
-    await rm(root, { recursive: true, force: true })
-  }
-})
+  }),
+)
