@@ -9,6 +9,7 @@ import { readMergedDir } from './overlay/readdir.js'
 import { createNode, link, rename, rmdir, unlink } from './overlay/dir.js'
 import { chmod, chown, getxattr, listxattr, removexattr, setxattr, utimes } from './overlay/inode.js'
 import { FileHandle, openFile, type OpenFlags } from './overlay/file.js'
+import { copyUpBreaksLink } from './overlay/copyup.js'
 import { Dirent, Stats, fromNs } from './overlay/stats.js'
 import { MAY_EXEC, MAY_READ, MAY_WRITE, checkAccess } from './overlay/permission.js'
 
@@ -66,6 +67,17 @@ export class SnapshotFs {
    */
   async hardLinksSurviveCopyUp(): Promise<boolean> {
     return (await this.ov()).upper?.keepsHardLinks ?? true
+  }
+
+  /**
+   * Whether `path` (a symlink itself, not followed) names a lower hard link that a copy-up
+   * through this name would leave: the name would get an inode of its own while its other names
+   * keep the lower one. False for a name in the upper layer, whose inode stays what it is.
+   */
+  async splitsOnCopyUp(path: string): Promise<boolean> {
+    const ov = await this.ov()
+    const node = await ov.resolve(path, this.creds, 'lstat', false)
+    return !node.upper && ov.upper !== null && copyUpBreaksLink(ov.upper, node.type, await ov.inodeOf(node))
   }
 
   /** The overlay of the snapshot, opened again if it was committed or removed since. */

@@ -7,11 +7,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Store } from '../engine/index.js'
 import { fuseUnavailable, serveFuse } from './kdiff/fuse-sides.js'
+import { RENAME_EXCHANGE, renameat2, renameat2Available } from './kdiff/renameat2.js'
 
 /**
  * The FUSE front end on what the differential test (kernel-diff, fuse-* modes) does not reach:
  * devices and fifos, read-only mounts, st_ino across copy-up and in listings, ownership of what
- * other users create, open-but-unlinked files, statfs, and persistence through the store.
+ * other users create, open-but-unlinked files, statfs, and persistence through the store; and
+ * hard links over a directory upper, where the random operations reach them only now and then.
  */
 
 /** Mounts snapshot `key` of a fresh store through fuse-serve.js; `after` sees the store once unmounted. */
@@ -45,6 +47,25 @@ async function withMount(fn: (mnt: string) => Promise<void>, key: 'base' | 'work
       } finally {
         await reopened.close()
       }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** Mounts a lower dir made by `fill` with a directory upper (the kernel's format) through fuse-serve.js. */
+async function withDirMount(fill: (lower: string) => void, fn: (mnt: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'strata-fuse-dir-'))
+  fs.chmodSync(dir, 0o755)
+  const [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((n) => join(dir, n))
+  for (const d of [lower, upper, work, mnt]) fs.mkdirSync(d, { mode: 0o755 })
+  fill(lower)
+  try {
+    const served = await serveFuse('strata', ['dir', mnt, upper, work, lower])
+    try {
+      await fn(mnt)
+    } finally {
+      await served.close()
     }
   } finally {
     await rm(dir, { recursive: true, force: true })
@@ -139,5 +160,51 @@ test('FUSE: writable snapshot: devices, fifos, st_ino, other users, unlinked ope
     assert.equal((await done.lstat('/pub/mine')).uid, 1000)
     assert.ok((await done.lstat('/null')).isCharacterDevice())
     assert.deepEqual((await done.readdir('/')).sort(), ['big', 'fifo', 'moved', 'null', 'pub'])
+  })
+})
+
+test('FUSE over a directory upper: an upper hard link is one inode, a lower one parts at copy-up without stale caches', async (t) => {
+  const reason = await fuseUnavailable()
+  if (reason) return t.skip(reason)
+  await withDirMount((lower) => {
+    fs.writeFileSync(join(lower, 'a'), 'lower a\n')
+    fs.linkSync(join(lower, 'a'), join(lower, 'b'))
+    fs.writeFileSync(join(lower, 'x'), 'lower x\n')
+    fs.linkSync(join(lower, 'x'), join(lower, 'y'))
+  }, async (mnt) => {
+    const p = (name: string): string => join(mnt, name)
+    assert.equal(fs.statSync(p('a')).ino, fs.statSync(p('b')).ino)
+
+    // the link copies `a` up: `a` and `c` are one upper inode, `b` stays the lower one
+    fs.linkSync(p('a'), p('c'))
+    assert.equal(fs.statSync(p('a')).ino, fs.statSync(p('c')).ino)
+    assert.notEqual(fs.statSync(p('a')).ino, fs.statSync(p('b')).ino)
+    // renaming one name of an inode onto another succeeds before any permission check, as on
+    // the kernel's overlay, which holds them as one inode: here user 1000 may not write `/`
+    const renamed = spawnSync(process.execPath, ['-e', `require('fs').renameSync(${JSON.stringify(p('a'))}, ${JSON.stringify(p('c'))})`], { uid: 1000, gid: 1000, encoding: 'utf8' })
+    assert.equal(renamed.status, 0, String(renamed.stderr))
+    if (renameat2Available) await renameat2(p('a'), p('c'), RENAME_EXCHANGE, { uid: 1000, gid: 1000 })
+    else t.diagnostic('python3 is missing: RENAME_EXCHANGE of one inode is not exercised')
+    assert.deepEqual(fs.readdirSync(mnt).sort(), ['a', 'b', 'c', 'x', 'y'])
+    fs.writeFileSync(p('c'), 'upper c\n')
+    assert.equal(fs.readFileSync(p('a'), 'utf8'), 'upper c\n')
+    assert.equal(fs.readFileSync(p('b'), 'utf8'), 'lower a\n')
+
+    // a file held open through the copy-up that opened it: its name, looked up again (the
+    // listing), shows every later write at once (data and size), its lower sibling none
+    assert.equal(fs.readFileSync(p('x'), 'utf8'), 'lower x\n')
+    const held = fs.openSync(p('x'), 'r+')
+    try {
+      assert.deepEqual(fs.readdirSync(mnt).sort(), ['a', 'b', 'c', 'x', 'y'])
+      assert.equal(fs.readFileSync(p('x'), 'utf8'), 'lower x\n')
+      assert.equal(fs.statSync(p('x')).size, 8)
+      fs.writeSync(held, Buffer.from('written through the held file\n'), 0, 30, 0)
+      assert.equal(fs.readFileSync(p('x'), 'utf8'), 'written through the held file\n')
+      assert.equal(fs.statSync(p('x')).size, 30)
+      assert.equal(fs.readFileSync(p('y'), 'utf8'), 'lower x\n')
+      assert.equal(fs.statSync(p('y')).size, 8)
+    } finally {
+      fs.closeSync(held)
+    }
   })
 })

@@ -1,6 +1,6 @@
 import type { InodeRecord } from '../store/records.js'
 import { fsError } from '../errors.js'
-import { isDirType, type OvlNode } from './node.js'
+import { isDirType, type OvlNode, type UpperWriter } from './node.js'
 import { nodeInode } from './namei.js'
 import { isOverlayPrivateXattr } from './whiteout.js'
 import type { Overlay } from './overlay.js'
@@ -25,6 +25,13 @@ export function copyUpRecord(rec: InodeRecord, keepXattr?: (name: string) => boo
 }
 
 /**
+ * Whether a copy-up gives the object a new inode, apart from its other names: a hard link under
+ * an upper that breaks them (a directory upper, as the kernel without an index).
+ */
+export const copyUpBreaksLink = (upper: UpperWriter, type: number, rec: InodeRecord): boolean =>
+  !isDirType(type) && !upper.keepsHardLinks && rec.nlink > 1
+
+/**
  * Copies a node (and first its parents) up into the upper layer, each step one atomic batch, as
  * the kernel copies up through its work dir. Afterwards `node.upper` is set.
  */
@@ -35,7 +42,7 @@ export async function copyUp(ov: Overlay, node: OvlNode, syscall: string): Promi
   await copyUp(ov, node.parent, syscall)
   const live = ov.live.get(node.ino)
   const rec = live ? await live.current() : await nodeInode(ov.ctx, node)
-  const ino = isDirType(node.type) || upper.keepsHardLinks || rec.nlink <= 1 ? node.ino : await ov.env.allocIno()
+  const ino = copyUpBreaksLink(upper, node.type, rec) ? await ov.env.allocIno() : node.ino
   // A hard link whose inode went up through another name: only the name is missing.
   const already = isDirType(node.type) ? undefined : await upper.inode(ino)
   const txn = ov.txn()
