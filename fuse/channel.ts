@@ -1,4 +1,4 @@
-import { closeSync, openSync, read, writeSync } from 'node:fs'
+import { closeSync, openSync, read, writeSync, writev } from 'node:fs'
 import { spawn } from 'node:child_process'
 import { FsError } from '../engine/index.js'
 
@@ -9,6 +9,8 @@ export interface ChannelOptions {
   mountpoint: string
   fsname: string
   readOnly: boolean
+  /** Mount flags for the kernel's VFS, passed to mount(8) as given. */
+  vfs: string[]
   /** Largest WRITE payload the session will negotiate; read buffers hold one request of that size. */
   maxWrite: number
 }
@@ -57,6 +59,7 @@ export class FuseChannel {
     const gid = process.getgid?.() ?? 0
     const options = [`fd=3`, `rootmode=40000`, `user_id=${uid}`, `group_id=${gid}`, 'default_permissions', 'allow_other']
     if (opts.readOnly) options.push('ro')
+    options.push(...opts.vfs)
     // -i: never hand over to a mount.fuse.strata helper (which would come back here)
     const r = await run('mount', ['-i', '-t', 'fuse.strata', '-o', options.join(','), opts.fsname, opts.mountpoint], fd).catch((err: unknown) => ({ status: -1, stderr: String(err) }))
     if (r.status !== 0) {
@@ -98,11 +101,32 @@ export class FuseChannel {
     try {
       writeSync(this.fd, msg)
     } catch (err) {
-      const code = errnoCode(err)
-      if (code === 'ENOENT') return
-      if (code === 'ENODEV') { this.end(); return }
-      throw err
+      this.failed(err)
     }
+  }
+
+  /**
+   * Writes a large reply (READ data) on libuv's pool, in pieces (writev): the kernel copies it
+   * into the file's page cache there, so the copies of several replies run at once and beside the
+   * next requests instead of one after another on the serving thread.
+   */
+  sendOnPool(parts: Buffer[]): void {
+    if (this.isEnded) return
+    writev(this.fd, parts, null, (err) => {
+      if (!err) return
+      try {
+        this.failed(err)
+      } catch (unexpected) {
+        process.stderr.write(`strata fuse: reply failed: ${(unexpected as Error).message}\n`)
+      }
+    })
+  }
+
+  private failed(err: unknown): void {
+    const code = errnoCode(err)
+    if (code === 'ENOENT') return
+    if (code === 'ENODEV') { this.end(); return }
+    throw err
   }
 
   private end(): void {

@@ -31,6 +31,8 @@ export interface MountOptions {
   fsname: string
   /** A host path whose filesystem answers statfs (the store or the upper dir). */
   statfsPath: string
+  /** Mount flags for the kernel's VFS (nosuid, nodev, noexec, noatime…). */
+  vfs?: string[]
 }
 
 /** One FUSE mount served by this process. */
@@ -78,13 +80,16 @@ class Session implements FuseMount {
 
 /** Mounts `opts.fs` at `opts.mountpoint`; resolves once the kernel has completed the handshake. */
 export async function mountFuse(opts: MountOptions): Promise<FuseMount> {
-  const channel = await FuseChannel.open({ mountpoint: opts.mountpoint, fsname: opts.fsname, readOnly: opts.readOnly, maxWrite: MAX_WRITE })
+  const channel = await FuseChannel.open({ mountpoint: opts.mountpoint, fsname: opts.fsname, readOnly: opts.readOnly, vfs: opts.vfs ?? [], maxWrite: MAX_WRITE })
   let initialised!: () => void
   const ready = new Promise<void>((r) => { initialised = r })
   const nodeidPerName = !(await opts.fs.hardLinksSurviveCopyUp())
-  const ops = new FuseOps(opts.fs, { cache: opts.cache, statfsPath: opts.statfsPath, nodeidPerName }, (msg) => {
-    channel.send(msg)
-    initialised()
+  const ops = new FuseOps(opts.fs, { cache: opts.cache, statfsPath: opts.statfsPath, nodeidPerName }, {
+    send: (msg) => {
+      channel.send(msg)
+      initialised()
+    },
+    sendOnPool: (parts) => channel.sendOnPool(parts),
   })
   channel.start((buf, n, recycle) => ops.handle(buf, n, recycle))
   await Promise.race([ready, channel.ended])

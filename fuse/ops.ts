@@ -33,7 +33,7 @@ const DT_DIR = 4
 export interface OpsOptions {
   cache: CachePolicy
   statfsPath: string
-  /** One nodeid per name rather than per inode (see NodeTable). */
+  /** The names of a lower hard link get a nodeid each, as a copy-up splits them (see NodeTable). */
   nodeidPerName: boolean
 }
 
@@ -58,10 +58,15 @@ function toAttr(st: Stats): Attr {
   }
 }
 
-/** A reply already laid out with its header (READ data is read in behind the header). */
+/** A reply already laid out in pieces, header first (READ: the header, then views of the data). */
 class Framed {
-  /** `done` runs once the reply is written (it gives the buffer back). */
-  constructor(readonly msg: Buffer, readonly done?: () => void) {}
+  constructor(readonly parts: Buffer[]) {}
+}
+
+/** Where replies go: small ones are written at once, READ data on libuv's pool (FuseChannel). */
+export interface ReplySink {
+  send(msg: Buffer): void
+  sendOnPool(parts: Buffer[]): void
 }
 
 interface OpenDir {
@@ -83,9 +88,11 @@ export class FuseOps {
   private readonly dirs = new Map<number, OpenDir>()
   private nextFh = 1
   private readonly callers = new Map<string, SnapshotFs>()
-  private readonly readBuffers: Buffer[] = []
 
-  constructor(private readonly root: SnapshotFs, private readonly opts: OpsOptions, private readonly send: (msg: Buffer) => void) {
+  private readonly send: (msg: Buffer) => void
+
+  constructor(private readonly root: SnapshotFs, private readonly opts: OpsOptions, private readonly replies: ReplySink) {
+    this.send = replies.send
     this.nodes = new NodeTable(opts.nodeidPerName)
   }
 
@@ -112,8 +119,7 @@ export class FuseOps {
     this.dispatch(h, body).then(
       (out) => {
         if (!(out instanceof Framed)) return this.send(reply(h.unique, 0, out))
-        this.send(out.msg)
-        out.done?.()
+        this.replies.sendOnPool(out.parts)
       },
       (err: unknown) => this.send(reply(h.unique, errnoOf(err))),
     ).finally(() => {
@@ -144,13 +150,36 @@ export class FuseOps {
   }
 
   /**
-   * An inode changed through `nodeid`: other nodeids of the same inode (names of a hard link
-   * under a directory upper, see NodeTable) would go on showing cached attributes and data.
+   * An inode changed through `nodeid`: other nodeids of the same inode (the split names of a
+   * lower hard link under a directory upper, see NodeTable) would go on showing cached
+   * attributes and data.
    * The notices go out after the reply, never while the kernel waits on this request.
    */
   private changed(nodeid: number | undefined): void {
     if (nodeid === undefined) return
     for (const id of this.nodes.siblings(nodeid)) setImmediate(() => this.send(notifyInvalInode(id)))
+  }
+
+  /**
+   * Whether the table must give a name a node of its own: a lower hard link that a copy-up
+   * through it would split (see NodeTable). Only a non-dir with other names can part from them.
+   */
+  private async splits(fs: SnapshotFs, path: string, st: Stats): Promise<boolean> {
+    if (!this.nodes.splits || st.nlink <= 1 || st.isDirectory()) return false
+    // in doubt, a node of its own: a shared one would show one name's changes through the others
+    return fs.splitsOnCopyUp(path).catch(() => true)
+  }
+
+  /**
+   * A change through a split node may have copied its name up, giving it a new inode: the node
+   * (with the files open on it) stands for that inode from now on, before `changed` asks for
+   * the node's siblings.
+   */
+  private async refresh(nodeid: number): Promise<void> {
+    const path = this.nodes.isSplit(nodeid) ? this.nodes.path(nodeid) : null
+    if (path === null) return
+    const st = await this.root.lstat(path).catch(() => null)
+    if (st) this.nodes.refresh(nodeid, st.ino, await this.splits(this.root, path, st))
   }
 
   private pathOf(nodeid: number): string {
@@ -185,8 +214,8 @@ export class FuseOps {
   }
 
   /** The lookup reply for a name just resolved or made; the kernel now holds one lookup of it. */
-  private entry(parent: number, name: string, st: Stats): Buffer {
-    const nodeid = this.nodes.remember(parent, name, st.ino)
+  private async entry(fs: SnapshotFs, parent: number, name: string, path: string, st: Stats): Promise<Buffer> {
+    const nodeid = this.nodes.remember(parent, name, st.ino, await this.splits(fs, path, st))
     return entryOut(nodeid, toAttr(st), this.opts.cache.entryTimeout, this.opts.cache.attrTimeout)
   }
 
@@ -199,8 +228,9 @@ export class FuseOps {
       case OP.LOOKUP: {
         const name = r.cstring()
         const path = this.childOf(h.nodeid, name)
+        const fs = await this.fsFor(h)
         try {
-          return this.entry(h.nodeid, name, await (await this.fsFor(h)).lstat(path))
+          return await this.entry(fs, h.nodeid, name, path, await fs.lstat(path))
         } catch (err) {
           // a missing name is worth remembering too: nodeid 0 is a negative entry
           if ((err as { code?: string }).code === 'ENOENT' && c.entryTimeout > 0) return entryOut(0, null, c.entryTimeout, 0)
@@ -225,7 +255,7 @@ export class FuseOps {
         const fs = await this.fsFor(h)
         const path = this.childOf(h.nodeid, name)
         await fs.symlink(target, path)
-        return this.entry(h.nodeid, name, await fs.lstat(path))
+        return this.entry(fs, h.nodeid, name, path, await fs.lstat(path))
       }
       case OP.MKNOD: {
         const mode = r.u32()
@@ -235,7 +265,7 @@ export class FuseOps {
         const fs = await this.fsFor(h)
         const path = this.childOf(h.nodeid, name)
         await fs.mknod(path, mode, rdev)
-        return this.entry(h.nodeid, name, await fs.lstat(path))
+        return this.entry(fs, h.nodeid, name, path, await fs.lstat(path))
       }
       case OP.MKDIR: {
         const mode = r.u32()
@@ -244,7 +274,7 @@ export class FuseOps {
         const fs = await this.fsFor(h)
         const path = this.childOf(h.nodeid, name)
         await fs.mkdir(path, { mode })
-        return this.entry(h.nodeid, name, await fs.lstat(path))
+        return this.entry(fs, h.nodeid, name, path, await fs.lstat(path))
       }
       case OP.UNLINK:
       case OP.RMDIR: {
@@ -274,12 +304,14 @@ export class FuseOps {
         const fs = await this.fsFor(h)
         const path = this.childOf(h.nodeid, name)
         await fs.link(this.pathOf(oldNode), path)
+        await this.refresh(oldNode)
         this.changed(oldNode)
-        return this.entry(h.nodeid, name, await fs.lstat(path))
+        return this.entry(fs, h.nodeid, name, path, await fs.lstat(path))
       }
       case OP.OPEN: {
         const flags = r.u32()
         const file = await (await this.fsFor(h)).open(this.pathOf(h.nodeid), flags & OPEN_FLAGS)
+        if (flags & (O_ACCMODE | O_TRUNC)) await this.refresh(h.nodeid)
         if (flags & O_TRUNC) this.changed(h.nodeid)
         return openOut(this.opened(h.nodeid, file), c.keepCache ? FOPEN.KEEP_CACHE : 0)
       }
@@ -289,9 +321,10 @@ export class FuseOps {
         r.skip(8)
         const name = r.cstring()
         const path = this.childOf(h.nodeid, name)
-        const file = await (await this.fsFor(h)).open(path, (flags & CREATE_FLAGS) | O_CREAT, mode)
+        const fs = await this.fsFor(h)
+        const file = await fs.open(path, (flags & CREATE_FLAGS) | O_CREAT, mode)
         const st = await file.stat()
-        const nodeid = this.nodes.remember(h.nodeid, name, st.ino)
+        const nodeid = this.nodes.remember(h.nodeid, name, st.ino, await this.splits(fs, path, st))
         return [entryOut(nodeid, toAttr(st), c.entryTimeout, c.attrTimeout), openOut(this.opened(nodeid, file), c.keepCache ? FOPEN.KEEP_CACHE : 0)]
       }
       case OP.READ: return this.read(h, r)
@@ -331,6 +364,7 @@ export class FuseOps {
         const name = r.cstring()
         const value = Buffer.from(r.bytes(size))
         await (await this.fsFor(h)).setxattr(this.pathOf(h.nodeid), name, value, flags, { follow: false })
+        await this.refresh(h.nodeid)
         this.changed(h.nodeid)
         return undefined
       }
@@ -353,6 +387,7 @@ export class FuseOps {
       case OP.REMOVEXATTR: {
         const name = r.cstring()
         await (await this.fsFor(h)).removexattr(this.pathOf(h.nodeid), name, { follow: false })
+        await this.refresh(h.nodeid)
         this.changed(h.nodeid)
         return undefined
       }
@@ -426,6 +461,7 @@ export class FuseOps {
       await fs.lutimes(path!, at, mt)
     }
     const st = path === null ? await file!.stat() : await fs.lstat(path)
+    await this.refresh(h.nodeid)
     this.changed(h.nodeid)
     return attrOut(toAttr(st), this.opts.cache.attrTimeout)
   }
@@ -435,15 +471,14 @@ export class FuseOps {
     const offset = r.u64()
     const size = r.u32()
     const file = this.file(fh)
-    // the data is read straight behind the reply header: one buffer, one write(2); buffers are
-    // reused, as fresh memory for every 1 MiB request costs more than the copy itself
-    const out = this.readBuffers.pop() ?? Buffer.allocUnsafe(16 + MAX_WRITE)
-    const { bytesRead } = await file.read(out, 16, Math.min(size, MAX_WRITE), offset)
-    const msg = out.subarray(0, 16 + bytesRead)
-    msg.writeUInt32LE(msg.length, 0)
-    msg.writeInt32LE(0, 4)
-    msg.writeBigUInt64LE(h.unique, 8)
-    return new Framed(msg, () => { if (this.readBuffers.length < 8) this.readBuffers.push(out) })
+    // the data goes out as the engine holds it (views of its chunks), behind the header, in one
+    // writev(2): no copy of it is made in this process
+    const data = await file.readSlices(Math.min(size, MAX_WRITE), offset)
+    const header = Buffer.allocUnsafe(16)
+    header.writeUInt32LE(16 + data.reduce((n, b) => n + b.length, 0), 0)
+    header.writeInt32LE(0, 4)
+    header.writeBigUInt64LE(h.unique, 8)
+    return new Framed([header, ...data])
   }
 
   private async opendir(h: RequestHeader): Promise<Buffer> {
@@ -480,8 +515,10 @@ export class FuseOps {
     const withAttrs: DirEntryOut[] = []
     for (const e of chosen) {
       if (e.name === '.' || e.name === '..') { withAttrs.push({ ...e, nodeid: 0, attr: null }); continue }
-      const st = await fs.lstat(dir.path === '/' ? `/${e.name}` : `${dir.path}/${e.name}`).catch(() => null)
-      withAttrs.push(st ? { ...e, nodeid: this.nodes.remember(dir.nodeid, e.name, st.ino), attr: toAttr(st) } : { ...e, nodeid: 0, attr: null })
+      const path = dir.path === '/' ? `/${e.name}` : `${dir.path}/${e.name}`
+      const st = await fs.lstat(path).catch(() => null)
+      const split = st !== null && (await this.splits(fs, path, st))
+      withAttrs.push(st ? { ...e, nodeid: this.nodes.remember(dir.nodeid, e.name, st.ino, split), attr: toAttr(st) } : { ...e, nodeid: 0, attr: null })
     }
     const packed = packDirents(withAttrs, size, true, c.entryTimeout, c.attrTimeout)
     // everything chosen fits, so every lookup counted above reaches the kernel

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Store, type ChunkHasher, type StoreOptions } from '../engine/index.js'
-import { ReadStream, STREAM_AFTER, TOUCH_AHEAD } from '../engine/store/readstream.js'
+import { ReadStream, STREAM_AFTER, READ_AHEAD } from '../engine/store/readstream.js'
 import { countChunks, patternBytes, rejectsWith, tempStore } from './helpers.js'
 
 /**
@@ -228,8 +228,10 @@ test('a read of a chunk missing from the store fails with EIO naming the file', 
     txn.del(keys[2])
     await txn.commit()
     await rejectsWith(store.fs('base').readFile('/f'), 'EIO', '/f')
-    // a touch of missing chunks (read-ahead) reports nothing and breaks nothing
-    store.chunks.touch(keys.map((k) => Buffer.from(k.slice(2), 'hex')))
+    // read-ahead of the missing chunk rejects only its own promise, and only when it is used
+    const ahead = store.chunks.prefetch(keys.map((k) => Buffer.from(k.slice(2), 'hex')), '/f')
+    assert.equal((await ahead[0]).length, CHUNK)
+    await rejectsWith(ahead[2], 'EIO', '/f')
   } finally {
     await cleanup()
   }
@@ -271,9 +273,8 @@ test('a stream over a copied-up file sees what another handle writes ahead of it
   }
 })
 
-test('read-ahead starts only for a sequential reader that meets the disk, and stops once the data is in memory', () => {
-  let faults = 0
-  const s = new ReadStream(() => faults)
+test('read-ahead starts on the second MiB of a sequence, refills at half a window, and restarts with a new sequence', () => {
+  const s = new ReadStream()
   const chunks = 4096
   const step = MiB / CHUNK
   const read = (i: number): [number, number] | undefined => {
@@ -281,29 +282,16 @@ test('read-ahead starts only for a sequential reader that meets the disk, and st
     return plan.sequential ? s.after((i + 1) * step, chunks) : undefined
   }
   assert.equal(read(0), undefined, 'a first read is not a sequence')
-  assert.equal(read(1), undefined, 'no fault counted yet')
-  assert.equal(read(2), undefined, 'data in memory: nothing ahead')
-  faults += 5
-  assert.deepEqual(read(3), [4 * step, 4 * step + TOUCH_AHEAD], 'reads met the disk: the next window')
-  faults += 5
-  assert.equal(read(4), undefined, 'more than half a window still ahead')
-  for (let i = 5; i < 4 + TOUCH_AHEAD / step / 2; i++) { faults += 1; assert.equal(read(i), undefined) }
-  faults += 1
-  const i = 4 + TOUCH_AHEAD / step / 2
-  assert.deepEqual(read(i), [4 * step + TOUCH_AHEAD, (i + 1) * step + TOUCH_AHEAD], 'refilled at half a window')
-  // no more faults for half a window: back to plain reads
-  let j = i + 1
-  for (; j < i + TOUCH_AHEAD / step / 2; j++) assert.equal(read(j), undefined)
-  assert.equal(read(j), undefined, 'no disk reads for half a window: read-ahead stops')
-  assert.equal(read(j + 1), undefined)
-  // a random read ends the sequence; its plan keeps what it reads
-  assert.deepEqual(s.plan(100 * MiB, 100 * MiB + 4096), { keep: true, sequential: false })
-  // past STREAM_AFTER in sequence, reads are a stream and are not kept
-  let pos = 100 * MiB + 4096
-  let plan = s.plan(pos, pos + MiB)
-  for (let n = 0; plan.keep && n < 64; n++) {
-    pos += MiB
-    plan = s.plan(pos, pos + MiB)
-  }
-  assert.ok(pos - 100 * MiB >= STREAM_AFTER && pos - 100 * MiB < STREAM_AFTER + MiB, `stream from ${pos - 100 * MiB}`)
+  assert.deepEqual(read(1), [2 * step, 2 * step + READ_AHEAD], 'second MiB: the next window')
+  assert.equal(read(2), undefined, 'more than half a window still ahead')
+  let i = 3
+  for (; (i + 1) * step <= 2 * step + READ_AHEAD / 2; i++) assert.equal(read(i), undefined, `read ${i}`)
+  assert.deepEqual(read(i), [2 * step + READ_AHEAD, (i + 1) * step + READ_AHEAD], 'refilled at half a window')
+  assert.equal(s.after(chunks, chunks), undefined, 'nothing past the end')
+  assert.equal(read(100), undefined, 'a jump starts a new sequence')
+  assert.deepEqual(read(101), [102 * step, 102 * step + READ_AHEAD], 'which reads ahead from its own second MiB')
+  const small = new ReadStream()
+  small.plan(0, 128 * 1024)
+  small.plan(128 * 1024, 256 * 1024)
+  assert.equal(small.after(4, 4), undefined, 'a small file read in two requests: no read-ahead')
 })

@@ -14,6 +14,8 @@ export interface FileData {
   /** The host file it reads, for data that lives on the host. */
   readonly hostPath?: string
   read(target: Buffer, targetOffset: number, length: number, position: number): Promise<number>
+  /** The same bytes as views of buffers the data already holds, where it holds them (store chunks). */
+  slices?(length: number, position: number): Promise<Buffer[]>
   write(data: Uint8Array, position: number): Promise<void>
   truncate(size: number): Promise<void>
   /** Writes what is pending within `txn`; returns the data fields of the inode record. */

@@ -67,6 +67,17 @@ export class FileHandle {
   }
 
   /**
+   * A read that returns the bytes as views of the engine's own buffers instead of copying them
+   * into the caller's (a server writes them out with writev). The views must not be changed.
+   */
+  async readSlices(length: number, position: number): Promise<Buffer[]> {
+    this.check('read', false)
+    if (this.dir) throw fsError('EISDIR', 'read', this.path)
+    if (length < 0 || position < 0) throw fsError('EINVAL', 'read', this.path, 'negative length or position')
+    return this.live.slices(length, position)
+  }
+
+  /**
    * `creds`: who writes, when not the opener (a handle passed to another process, or a FUSE
    * request): a write by others than root drops set-id bits, judged by the writer's credentials.
    */

@@ -65,6 +65,14 @@ export class LiveInode {
     return (await this.data()).read(buf, offset, length, position)
   }
 
+  async slices(length: number, position: number): Promise<Buffer[]> {
+    const data = await this.data()
+    if (data.slices) return data.slices(length, position)
+    const buf = Buffer.allocUnsafe(Math.max(0, Math.min(length, data.size - position)))
+    const n = buf.length > 0 ? await data.read(buf, 0, buf.length, position) : 0
+    return n > 0 ? [buf.subarray(0, n)] : []
+  }
+
   async write(data: Uint8Array, position: number, mode?: number): Promise<void> {
     // writing nothing changes nothing, times and setuid bits included (generic_write_checks)
     if (data.length === 0) return

@@ -16,8 +16,8 @@ export const REF_SIZE = 9
 /** A hole (all zeroes) is stored as no chunk at all. */
 export const HOLE_REF = Buffer.alloc(REF_SIZE, 0xff)
 const MAX_COLLISIONS = 254
-/** Chunks per lookup on the pool when touching ahead: small groups spread over the pool's threads. */
-const TOUCH_GROUP = 4
+/** Chunks per read on the pool when reading ahead: small groups, so that several threads wait for the disk at once. */
+const PREFETCH_GROUP = 8
 
 /** 8-byte content hash. Injectable so that tests can force collisions. */
 export type ChunkHasher = (data: Uint8Array) => Buffer
@@ -57,7 +57,7 @@ export class ChunkStore {
   /**
    * Chunks by ref, from the cache or read from the store. Reads run on the calling thread
    * (`getRawSync`): for data in the OS page cache that is several times cheaper than going through
-   * libuv's pool, and the only wait is the disk's, which `touch` takes off this thread for streams.
+   * libuv's pool, and the only wait is the disk's, which `prefetch` takes off this thread for streams.
    * `keep: false` (a large sequential read) uses cached chunks but does not add what it reads,
    * so one pass over a big file neither pushes out what other readers use nor makes the process
    * allocate and collect the whole cache's worth of memory.
@@ -78,17 +78,29 @@ export class ChunkStore {
   }
 
   /**
-   * Has LevelDB look up chunks on libuv's pool without reading their values, so that the disk
-   * reads for them (the table's index, the pages of the value) happen there, several at once,
-   * ahead of a stream that will read them. Nothing is returned, and nothing waits for it.
+   * Starts reading chunks on libuv's pool for a stream that will want them next, so the disk
+   * reads run there, several at once, while the serving thread answers what is already read.
+   * One promise per ref; a missing chunk rejects only its own promise, and only a caller that
+   * uses it sees the error. What is read is not added to the cache (streams do not keep data).
    */
-  touch(refs: Uint8Array[]): void {
-    const keys: string[] = []
-    for (const ref of refs) {
-      const hex = refHex(ref)
-      if (!this.cache.has(hex)) keys.push(chunkKey(hex))
+  prefetch(refs: Uint8Array[], path?: string): Promise<Buffer>[] {
+    const out = new Array<Promise<Buffer>>(refs.length)
+    const unread: number[] = []
+    refs.forEach((ref, i) => {
+      const cached = this.cache.get(refHex(ref))
+      if (cached) out[i] = Promise.resolve(cached)
+      else unread.push(i)
+    })
+    for (let g = 0; g < unread.length; g += PREFETCH_GROUP) {
+      const group = unread.slice(g, g + PREFETCH_GROUP)
+      const values = this.db.getManyRaw(group.map((i) => chunkKey(refHex(refs[i]))))
+      group.forEach((i, j) => {
+        const one = values.then((v) => v[j] ?? Promise.reject(fsError('EIO', 'read', path, `chunk ${refHex(refs[i])} is missing from the store`)))
+        one.catch(() => undefined) // reported to whoever reads the chunk, not as an unhandled rejection
+        out[i] = one
+      })
     }
-    for (let i = 0; i < keys.length; i += TOUCH_GROUP) this.db.touchMany(keys.slice(i, i + TOUCH_GROUP))
+    return out
   }
 
   /**

@@ -90,15 +90,6 @@ export class Db {
     return (await this.level.getMany(keys)).map((v) => v ?? undefined)
   }
 
-  /**
-   * Looks keys up on libuv's pool and forgets the answer: the lookups read what LevelDB needs to
-   * find the values (and the OS reads around it), so a later read of them does not wait for the
-   * disk. Errors are ignored; the real read reports them.
-   */
-  touchMany(keys: string[]): void {
-    if (keys.length > 0) this.level.hasMany(keys).catch(() => undefined)
-  }
-
   /** All [key, value] pairs under a prefix, read in batches. */
   async *scan(prefix: string, opts: { keysOnly?: boolean } = {}): AsyncGenerator<[string, Buffer]> {
     const it = this.level.iterator({ ...prefixRange(prefix), values: !opts.keysOnly })

@@ -1,7 +1,7 @@
 import type { Txn } from './db.js'
 import { CHUNK_SIZE, HOLE_REF, REF_SIZE, isHole, type ChunkStore } from './chunks.js'
 import type { InodeRecord } from './records.js'
-import { ReadStream } from './readstream.js'
+import { ReadStream, SLACK } from './readstream.js'
 import type { FileData } from '../overlay/data.js'
 import type { UpperTxn } from '../overlay/node.js'
 
@@ -11,6 +11,8 @@ export const INLINE_MAX = 4096
 export const PAGE_REFS = 1024
 
 const ZERO = Buffer.alloc(CHUNK_SIZE)
+/** Read-ahead chunks this far behind a stream are ones it skipped. */
+const STALE_AHEAD = SLACK / CHUNK_SIZE
 const isZero = (b: Buffer): boolean => b.equals(ZERO.subarray(0, b.length))
 
 export type DataFields = Pick<InodeRecord, 'size' | 'inline' | 'chunks' | 'pages'>
@@ -35,6 +37,8 @@ export class FileContent implements FileData {
   private readonly dirty = new Map<number, Buffer>()
   private changed = false
   private readonly stream = new ReadStream()
+  /** Chunks of a cold stream being read ahead on the pool, by index (never a dirty chunk). */
+  private readonly ahead = new Map<number, Promise<Buffer>>()
 
   private constructor(size: number, refs: Buffer, private readonly chunks: ChunkStore, private readonly path?: string) {
     this.size = size
@@ -75,15 +79,39 @@ export class FileContent implements FileData {
   }
 
   async read(target: Buffer, targetOffset: number, length: number, position: number): Promise<number> {
+    let done = 0
+    for (const piece of await this.slices(length, position)) {
+      piece.copy(target, targetOffset + done)
+      done += piece.length
+    }
+    return done
+  }
+
+  /**
+   * The bytes at [position, position + length) (up to the end of the file) as views of the
+   * chunks that hold them, in order: nothing is copied. The views stay valid: writes put new
+   * buffers in place of the chunks they change, and stored chunks never change.
+   */
+  async slices(length: number, position: number): Promise<Buffer[]> {
     const end = Math.min(this.size, position + length)
-    if (end <= position) return 0
+    if (end <= position) return []
     const first = Math.floor(position / CHUNK_SIZE)
     const last = Math.floor((end - 1) / CHUNK_SIZE)
     const plan = this.stream.plan(position, end)
+    if (!plan.sequential) this.ahead.clear()
     const storedAt: number[] = []
     const refs: Buffer[] = []
+    const readAhead: Promise<Buffer>[] = []
+    const readAheadAt: number[] = []
     for (let i = first; i <= last; i++) {
       if (this.dirty.has(i)) continue
+      const pending = this.ahead.get(i)
+      if (pending) {
+        this.ahead.delete(i)
+        readAheadAt.push(i)
+        readAhead.push(pending)
+        continue
+      }
       const r = this.refAt(i)
       if (r && !isHole(r)) {
         storedAt.push(i)
@@ -91,37 +119,44 @@ export class FileContent implements FileData {
       }
     }
     const fetched = await this.chunks.getMany(refs, this.path, plan.keep)
-    if (plan.sequential) this.touchAhead(last + 1)
+    if (plan.sequential) this.readAheadFrom(last + 1)
     const byChunk = new Map<number, Buffer>()
     storedAt.forEach((i, j) => byChunk.set(i, fetched[j]))
-    let done = 0
+    if (readAhead.length > 0) (await Promise.all(readAhead)).forEach((b, j) => byChunk.set(readAheadAt[j], b))
+    const out: Buffer[] = []
     for (let i = first; i <= last; i++) {
       const data = this.dirty.get(i) ?? byChunk.get(i) ?? ZERO.subarray(0, 0)
       const chunkStart = i * CHUNK_SIZE
       const from = Math.max(position, chunkStart) - chunkStart
       const to = Math.min(end, chunkStart + CHUNK_SIZE) - chunkStart
-      const out = targetOffset + done
+      // a chunk stored short (or a hole) reads as zeroes past its end
       const avail = Math.max(0, Math.min(to, data.length) - from)
-      if (avail > 0) data.copy(target, out, from, from + avail)
-      if (to - from > avail) target.fill(0, out + avail, out + (to - from))
-      done += to - from
+      if (avail > 0) out.push(data.subarray(from, from + avail))
+      if (to - from > avail) out.push(ZERO.subarray(0, to - from - avail))
     }
-    return done
+    return out
   }
 
-  private touchAhead(next: number): void {
+  private readAheadFrom(next: number): void {
+    // what the stream skipped will not be read: drop it rather than hold it
+    for (const i of this.ahead.keys()) if (i < next - STALE_AHEAD) this.ahead.delete(i)
     const range = this.stream.after(next, Math.ceil(this.size / CHUNK_SIZE))
     if (!range) return
+    const at: number[] = []
     const refs: Buffer[] = []
     for (let i = range[0]; i < range[1]; i++) {
-      const r = this.dirty.has(i) ? undefined : this.refAt(i)
-      if (r && !isHole(r)) refs.push(r)
+      const r = this.dirty.has(i) || this.ahead.has(i) ? undefined : this.refAt(i)
+      if (r && !isHole(r)) {
+        at.push(i)
+        refs.push(r)
+      }
     }
-    this.chunks.touch(refs)
+    this.chunks.prefetch(refs, this.path).forEach((p, j) => this.ahead.set(at[j], p))
   }
 
   async write(data: Uint8Array, position: number): Promise<void> {
     if (data.length === 0) return
+    this.ahead.clear()
     const end = position + data.length
     let src = 0
     for (let i = Math.floor(position / CHUNK_SIZE); i * CHUNK_SIZE < end; i++) {
@@ -147,6 +182,7 @@ export class FileContent implements FileData {
 
   async truncate(size: number): Promise<void> {
     if (size === this.size) return
+    this.ahead.clear()
     if (size > this.size) {
       this.extendTo(size)
     } else {

@@ -10,12 +10,14 @@ export const STREAM_AFTER = 8 * 1024 * 1024
  * A read starting this close to where the last one ended continues the sequence: the kernel
  * sends the requests of one sequential reader several at a time, so they may arrive out of order.
  */
-const SLACK = 4 * 1024 * 1024
-/** Chunks whose lookup is kept under way ahead of a stream that reads cold data (16 MiB). */
-export const TOUCH_AHEAD = (16 * 1024 * 1024) / CHUNK_SIZE
-
-/** Major page faults of the process so far: LevelDB maps its files, so a read of data not in the OS page cache shows here. */
-export const majorFaults = (): number => process.resourceUsage().majorPageFault
+export const SLACK = 4 * 1024 * 1024
+/**
+ * Read-ahead starts once a sequence has read this much: the second 1 MiB request of a reader
+ * (the largest the kernel sends). Files read whole in one or two requests never pay for it.
+ */
+export const READ_AHEAD_AFTER = 1024 * 1024
+/** Chunks kept being read ahead of a stream (16 MiB). */
+export const READ_AHEAD = (16 * 1024 * 1024) / CHUNK_SIZE
 
 /** What a read of an open file should do beyond reading its chunks. */
 export interface ReadPlan {
@@ -26,26 +28,19 @@ export interface ReadPlan {
 }
 
 /**
- * Access pattern of one open file: detects sequential reads, and whether they find their data
- * in the OS page cache. A sequential reader of cold data gets the lookups of the chunks it will
- * read next started on libuv's pool (`ChunkStore.touch`), so the disk reads run there, several at
- * once, while this thread serves what is already in memory. On data that is already in memory
- * that would only add work, so it happens only while reads keep meeting the disk.
+ * Access pattern of one open file. A sequential reader gets the chunks it will read next read on
+ * libuv's pool (`ChunkStore.prefetch`): LevelDB maps its files, so a chunk not in the OS page
+ * cache is a page fault, and the OS reads several MiB around each one. On the serving thread
+ * that wait stops every other request; on the pool several such reads run at once. Data already
+ * in memory costs one more copy there, on another thread.
  */
 export class ReadStream {
   /** Where the sequence ends so far; -1 before any read. */
   private end = -1
   /** Bytes read in the current sequence. */
   private streamed = 0
-  /** Chunks before this one have had their lookup started. */
-  private touchedTo = 0
-  private cold = false
-  /** `majorFaults()` after the last sequential read, and when the touch window was last refilled (-1: not yet). */
-  private faults = -1
-  private faultsAtRefill = 0
-
-  /** `faultCount`: the process's major page faults so far (replaced in tests). */
-  constructor(private readonly faultCount: () => number = majorFaults) {}
+  /** Chunks before this one have been asked for ahead. */
+  private aheadTo = 0
 
   plan(position: number, end: number): ReadPlan {
     const sequential = this.end >= 0 && Math.abs(position - this.end) <= SLACK
@@ -54,38 +49,21 @@ export class ReadStream {
     } else {
       this.end = end
       this.streamed = 0
-      this.touchedTo = 0
-      this.cold = false
-      this.faults = -1
+      this.aheadTo = 0
     }
     const keep = this.streamed < STREAM_AFTER
     this.streamed += end - position
     return { keep, sequential }
   }
 
-  /** After a sequential read that ended before chunk `next`: the range of chunks whose lookup should start now, if any. */
+  /** After a sequential read that ended before chunk `next`: the range of chunks to start reading ahead now, if any. */
   after(next: number, chunkCount: number): [number, number] | undefined {
-    // one reading per read (it costs a system call): faults since the previous read of the sequence
-    const faults = this.faultCount()
-    const before = this.faults
-    this.faults = faults
-    if (!this.cold) {
-      if (before < 0 || faults === before) return undefined
-      this.cold = true
-      this.touchedTo = next
-      this.faultsAtRefill = faults
-    }
-    if (this.touchedTo < next) this.touchedTo = next
+    if (this.streamed <= READ_AHEAD_AFTER) return undefined
+    if (this.aheadTo < next) this.aheadTo = next
     // refill once half of the window is used
-    if (this.touchedTo - next >= TOUCH_AHEAD / 2 || this.touchedTo >= chunkCount) return undefined
-    if (this.touchedTo > next && faults === this.faultsAtRefill) {
-      // half a window read with no disk read anywhere in the process: the data is in memory now
-      this.cold = false
-      return undefined
-    }
-    this.faultsAtRefill = faults
-    const from = this.touchedTo
-    this.touchedTo = Math.min(next + TOUCH_AHEAD, chunkCount)
-    return [from, this.touchedTo]
+    if (this.aheadTo - next >= READ_AHEAD / 2 || this.aheadTo >= chunkCount) return undefined
+    const from = this.aheadTo
+    this.aheadTo = Math.min(next + READ_AHEAD, chunkCount)
+    return [from, this.aheadTo]
   }
 }
