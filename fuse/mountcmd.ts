@@ -108,12 +108,13 @@ function buildRequest(positional: string[], mnt: string, set: MountOptionSet, fl
       store: set.snapshot === undefined ? undefined : (set.store ?? g.store),
       mountpoint: mnt,
       fsname: set.fsname ?? (positional.length === 2 ? positional[0] : undefined),
+      vfs: set.vfs,
     }
   }
   if (positional.length < 2) throw new CliError('give a snapshot and a mountpoint (strata mount SNAP MNT), or layers (strata mount -o lowerdir=A:B,upperdir=U,workdir=W MNT)')
   if (set.redirectDir !== undefined || set.userxattr) throw new CliError('redirect_dir and userxattr apply to directory layers (-o lowerdir=…)')
   if (flags.rw && set.readOnly) throw new CliError('--rw and -o ro contradict each other')
-  return { kind: 'snapshot', store: set.store ?? g.store, key: positional[0], rw: flags.rw === true, mountpoint: mnt, fsname: set.fsname }
+  return { kind: 'snapshot', store: set.store ?? g.store, key: positional[0], rw: flags.rw === true, mountpoint: mnt, fsname: set.fsname, vfs: set.vfs }
 }
 
 /**

@@ -25,14 +25,20 @@ export interface MountOptionSet {
   fsname?: string
   /** Whether any layer option was given (a directory-stack mount rather than a snapshot's). */
   layers: boolean
+  /** Flags the kernel applies to any mount (nosuid, nodev, noexec, noatime…), in the order given: the FUSE mount gets them. */
+  vfs: string[]
 }
 
-/** Options every filesystem takes from mount(8) or fstab; the kernel mount of the FUSE layer ignores them. */
+/** Mount flags the kernel's VFS applies to a mount of any filesystem (later ones override earlier ones). */
+const VFS_FLAGS = new Set([
+  'suid', 'nosuid', 'dev', 'nodev', 'exec', 'noexec', 'atime', 'noatime', 'diratime', 'nodiratime', 'relatime', 'norelatime',
+  'strictatime', 'nostrictatime', 'lazytime', 'nolazytime', 'sync', 'async', 'dirsync',
+])
+
+/** Other options every filesystem takes from mount(8) or fstab, with no effect on the mount itself. */
 const GENERIC = new Set([
-  'defaults', 'suid', 'nosuid', 'dev', 'nodev', 'exec', 'noexec', 'auto', 'noauto', 'nofail', 'user', 'nouser', 'users',
-  'owner', 'group', '_netdev', 'relatime', 'norelatime', 'noatime', 'atime', 'strictatime', 'nostrictatime', 'lazytime',
-  'nolazytime', 'diratime', 'nodiratime', 'sync', 'async', 'dirsync', 'silent', 'loud', 'mand', 'nomand', 'iversion',
-  'noiversion', 'comment',
+  'defaults', 'auto', 'noauto', 'nofail', 'user', 'nouser', 'users', 'owner', 'group', '_netdev', 'silent', 'loud', 'mand',
+  'nomand', 'iversion', 'noiversion', 'comment',
   // FUSE options Strata always sets itself
   'allow_other', 'default_permissions', 'subtype',
   // overlayfs options whose effect Strata has anyway (volatile: syncs are cheap; uuid, xino: inode numbers are Strata's own)
@@ -55,7 +61,7 @@ export interface ParseOptions {
 
 /** Parses `-o` strings (each comma-separated; later options override earlier ones, as the kernel's). */
 export function parseMountOptions(strings: readonly string[], opts: ParseOptions): MountOptionSet {
-  const set: MountOptionSet = { readOnly: false, lowerdir: [], userxattr: false, layers: false }
+  const set: MountOptionSet = { readOnly: false, lowerdir: [], userxattr: false, layers: false, vfs: [] }
   const bad = (detail: string, code: 'EINVAL' | 'ENOTSUP' = 'EINVAL') => fsError(code, 'mount', opts.mountpoint, detail)
   const path = (value: string) => resolve(opts.cwd, unescape(value))
   for (const str of strings) {
@@ -116,7 +122,9 @@ export function parseMountOptions(strings: readonly string[], opts: ParseOptions
           set.fsname = needValue()
           break
         default:
-          if (OFF_ONLY.has(name)) {
+          if (VFS_FLAGS.has(name) && value === undefined) {
+            set.vfs.push(name)
+          } else if (OFF_ONLY.has(name)) {
             if (value !== 'off') throw bad(`'${option}' is not supported (only ${name}=off)`, 'ENOTSUP')
           } else if (!GENERIC.has(name) && !/^x-/i.test(name) && !opts.sloppy) {
             throw bad(`Unknown parameter '${name}'`)

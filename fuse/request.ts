@@ -36,7 +36,11 @@ export interface DirsMountRequest {
  * What the requester's mount namespace is (`/proc/self/ns/mnt`): a daemon already serving the
  * store may run in another one, where a mount would not be seen by the requester.
  */
-export type MountRequest = (SnapshotMountRequest | DirsMountRequest) & { namespace?: string }
+export type MountRequest = (SnapshotMountRequest | DirsMountRequest) & {
+  namespace?: string
+  /** Mount flags for the kernel's VFS (nosuid, nodev, noexec, noatime…), in the order given. */
+  vfs?: string[]
+}
 
 /** This process's mount namespace, as the kernel names it ('mnt:[4026531841]'); undefined where unknown. */
 export function mountNamespace(): string | undefined {

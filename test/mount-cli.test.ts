@@ -46,6 +46,7 @@ test('mount options: kernel overlay names, Strata additions, generic options ign
   assert.deepEqual(s.lowerdir, ['/l1', '/l2'])
   assert.equal(parseMountOptions(['ro,rw'], { cwd: '/' }).readOnly, false, 'the last of ro and rw wins')
   assert.equal(parseMountOptions(['nosuid'], { cwd: '/' }).layers, false)
+  assert.deepEqual(o.vfs, ['nosuid', 'nodev', 'noatime'], 'flags for the VFS are kept, in order, for the mount')
 
   const refused = (opts: string, code: string, pattern: RegExp): void => {
     assert.throws(() => parseMountOptions([opts], { cwd: '/', mountpoint: '/mnt' }), (err: NodeJS.ErrnoException) => {
@@ -102,11 +103,11 @@ function run(file: string, args: string[], env: NodeJS.ProcessEnv, cwd?: string)
   })
 }
 
-function strataMountAt(mnt: string): { fstype: string; source: string } | undefined {
+function strataMountAt(mnt: string): { fstype: string; source: string; flags: string[] } | undefined {
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const f = line.split(' ')
     const dash = f.indexOf('-', 6)
-    if (f[4] === mnt && dash > 0 && f[dash + 1] === 'fuse.strata') return { fstype: f[dash + 1], source: f[dash + 2] }
+    if (f[4] === mnt && dash > 0 && f[dash + 1] === 'fuse.strata') return { fstype: f[dash + 1], source: f[dash + 2], flags: f[5].split(',') }
   }
   return undefined
 }
@@ -199,6 +200,11 @@ mountTest('a committed snapshot mounts read-only: files read, writes refused wit
   const again = await env.strata(['mount', 'base', mnt])
   assert.equal(again.code, 1)
   assert.match(again.stderr, /^strata: EBUSY: already mounted \(base\)/)
+  assert.ok(!strataMountAt(mnt)!.flags.includes('nosuid'), 'no flag asked for, none set')
+  const flagged = await env.dir('flagged')
+  await env.ok(['mount', '-o', 'nosuid,nodev,noexec', 'base', flagged])
+  for (const flag of ['nosuid', 'nodev', 'noexec']) assert.ok(strataMountAt(flagged)!.flags.includes(flag), `${flag} applied: ${strataMountAt(flagged)!.flags}`)
+  await env.ok(['umount', flagged])
 
   assert.equal(await env.ok(['umount', mnt]), '')
   assert.equal(strataMountAt(mnt), undefined)
