@@ -11,12 +11,13 @@
  * targets, and every sample as JSON (default bench/results/fuse-<time>.json).
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises'
-import { cpus, totalmem } from 'node:os'
+import { cpus, release, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs as parseCli } from 'node:util'
 import { ensureData, parseSize, type DataInfo } from './lib/fusedata.js'
 import { sequentialRead } from './lib/fileio.js'
+import { deviceReadAhead } from './lib/proc.js'
 import { fuseOverlayfs, kernelOverlay, plainDir, strataDirs, strataStore, type BenchSystem, type SystemEnv } from './lib/fusesystems.js'
 import { copyUpWorkload, lsWorkload, median, readWorkload, twoMountsWorkload, type TwoMountsRow, type WorkloadResult } from './lib/fuseworkloads.js'
 import { MiB } from './lib/storage.js'
@@ -155,6 +156,8 @@ async function main(): Promise<void> {
 
   await mkdir(opts.dir, { recursive: true })
   const data = await ensureData(opts.dir, { bigBytes: opts.size, dirs: opts.dirs, filesPerDir: Math.ceil(opts.files / opts.dirs) }, log)
+  const disk = deviceReadAhead(opts.dir)
+  console.log(`kernel ${release()}; data on device ${disk.device}, read-ahead ${disk.readAheadKiB ?? '?'} KiB (cold reads depend on it)\n`)
   const run = join(opts.dir, `run-${process.pid}`)
   const env: SystemEnv = { data: data.path, scratch: run, log }
   const makers: Record<SystemKey, () => BenchSystem> = {
@@ -223,6 +226,8 @@ async function main(): Promise<void> {
   await writeFile(opts.json, JSON.stringify({
     started: started.toISOString(),
     node: process.version,
+    kernel: release(),
+    disk,
     cpus: cpus().length,
     options: opts,
     data: { bigBytes: data.bigBytes, dirs: data.dirs, filesPerDir: data.filesPerDir, writeSeconds: data.writeSeconds },

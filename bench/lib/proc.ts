@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
+import { readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs'
 
 export interface CmdResult {
   code: number | null
@@ -120,4 +120,18 @@ function safeReadlink(p: string): string | undefined {
 export async function diskUsageBytes(path: string): Promise<number> {
   const r = await runCmd('du', ['-s', '--block-size=1', path])
   return Number(r.stdout.split('\t')[0])
+}
+
+/** The block device holding `path` and its read-ahead: cold-read figures of every system depend on it. */
+export function deviceReadAhead(path: string): { device: string; readAheadKiB: number | null } {
+  const dev = statSync(path).dev
+  const device = `${Math.floor(dev / 256) & 0xfff}:${(dev & 0xff) | ((dev >> 12) & 0xfff00)}`
+  for (const queue of [`/sys/dev/block/${device}/queue`, `/sys/dev/block/${device}/../queue`]) {
+    try {
+      return { device, readAheadKiB: Number(readFileSync(`${queue}/read_ahead_kb`, 'utf8').trim()) }
+    } catch {
+      // a partition keeps its queue in the parent disk's entry
+    }
+  }
+  return { device, readAheadKiB: null }
 }
