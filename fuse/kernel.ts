@@ -28,6 +28,7 @@ export const INIT = {
   POSIX_ACL: 1 << 20,
   MAX_PAGES: 1 << 22,
   CACHE_SYMLINKS: 1 << 23,
+  NO_OPENDIR_SUPPORT: 1 << 24,
 } as const
 
 /** fuse_open_out.open_flags */

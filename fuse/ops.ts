@@ -58,6 +58,9 @@ function toAttr(st: Stats): Attr {
   }
 }
 
+/** Listings kept for READDIRs without OPENDIR: the kernel caches what it read, so this only spans one directory's several READDIRs. */
+const LISTINGS_KEPT = 64
+
 /** A reply already laid out in pieces, header first (READ: the header, then views of the data). */
 class Framed {
   constructor(readonly parts: Buffer[]) {}
@@ -87,6 +90,14 @@ export class FuseOps {
   private readonly fileNode = new Map<number, number>()
   private readonly dirs = new Map<number, OpenDir>()
   private nextFh = 1
+  /**
+   * Trees that never change answer OPENDIR with ENOSYS, which the kernel takes as "no opendir
+   * here": it opens directories itself, keeping their listings cached (as FOPEN_CACHE_DIR does)
+   * and sending neither OPENDIR nor RELEASEDIR again. A warm `ls -lR` then makes no round trip.
+   * READDIR comes with no handle, and the listing of the directory is kept by its nodeid.
+   */
+  private noOpendir = false
+  private readonly listings = new Map<number, OpenDir>()
   private readonly callers = new Map<string, SnapshotFs>()
 
   private readonly send: (msg: Buffer) => void
@@ -413,7 +424,9 @@ export class FuseOps {
     const k = readInit(body)
     if (k.major !== 7) throw fail('EPROTO')
     const wanted = INIT.ASYNC_READ | INIT.ATOMIC_O_TRUNC | INIT.BIG_WRITES | INIT.DO_READDIRPLUS | INIT.READDIRPLUS_AUTO |
-      INIT.PARALLEL_DIROPS | INIT.HANDLE_KILLPRIV | INIT.MAX_PAGES | INIT.POSIX_ACL | (this.opts.cache.keepCache ? INIT.CACHE_SYMLINKS : 0)
+      INIT.PARALLEL_DIROPS | INIT.HANDLE_KILLPRIV | INIT.MAX_PAGES | INIT.POSIX_ACL | (this.opts.cache.keepCache ? INIT.CACHE_SYMLINKS : 0) |
+      (this.opts.cache.cacheDir ? INIT.NO_OPENDIR_SUPPORT : 0)
+    this.noOpendir = (k.flags & wanted & INIT.NO_OPENDIR_SUPPORT) !== 0
     return initOut({
       minor: Math.min(k.minor, KERNEL_MINOR),
       maxReadahead: Math.min(k.maxReadahead, MAX_WRITE),
@@ -482,6 +495,14 @@ export class FuseOps {
   }
 
   private async opendir(h: RequestHeader): Promise<Buffer> {
+    if (this.noOpendir) throw fail('ENOSYS')
+    const fh = this.nextFh++
+    this.dirs.set(fh, await this.listing(h))
+    return openOut(fh, this.opts.cache.cacheDir ? FOPEN.CACHE_DIR | FOPEN.KEEP_CACHE : 0)
+  }
+
+  /** The entries of a directory, '.' and '..' first, as READDIR hands them out by offset. */
+  private async listing(h: RequestHeader): Promise<OpenDir> {
     const path = this.pathOf(h.nodeid)
     const fs = await this.fsFor(h)
     const listing = await fs.readdir(path, { withFileTypes: true })
@@ -494,16 +515,25 @@ export class FuseOps {
       { name: '..', ino: parent, type: DT_DIR, off: 2 },
       ...listing.map((d, i) => ({ name: d.name, ino: d.ino, type: d.type, off: i + 3 })),
     ]
-    const fh = this.nextFh++
-    this.dirs.set(fh, { path, nodeid: h.nodeid, entries })
-    return openOut(fh, this.opts.cache.cacheDir ? FOPEN.CACHE_DIR | FOPEN.KEEP_CACHE : 0)
+    return { path, nodeid: h.nodeid, entries }
+  }
+
+  /** Without OPENDIR (an unchanging tree): the directory's listing, made at its first READDIR and kept while the kernel holds its node. */
+  private async listingByNode(h: RequestHeader, offset: number): Promise<OpenDir> {
+    let dir = this.listings.get(h.nodeid)
+    if (!dir || offset === 0) {
+      dir = await this.listing(h)
+      if (this.listings.size >= LISTINGS_KEPT) this.listings.delete(this.listings.keys().next().value!)
+      this.listings.set(h.nodeid, dir)
+    }
+    return dir
   }
 
   private async readdir(h: RequestHeader, r: BodyReader, plus: boolean): Promise<Buffer> {
     const fh = r.u64()
     const offset = r.u64()
     const size = r.u32()
-    const dir = this.dirs.get(fh)
+    const dir = this.noOpendir && fh === 0 ? await this.listingByNode(h, Number(offset)) : this.dirs.get(fh)
     if (!dir) throw fail('EBADF')
     const c = this.opts.cache
     const rest = dir.entries.slice(offset)
