@@ -37,7 +37,7 @@ export class FileContent implements FileData {
   private readonly dirty = new Map<number, Buffer>()
   private changed = false
   private readonly stream = new ReadStream()
-  /** Chunks of a cold stream being read ahead on the pool, by index (never a dirty chunk). */
+  /** Chunks of a sequential reader being read ahead on the pool, by index (never a dirty chunk). */
   private readonly ahead = new Map<number, Promise<Buffer>>()
 
   private constructor(size: number, refs: Buffer, private readonly chunks: ChunkStore, private readonly path?: string) {
