@@ -286,17 +286,29 @@ export function packDirents(entries: DirEntryOut[], size: number, plus: boolean,
   return { buf: Buffer.concat(parts, used), count }
 }
 
+/** fuse_out_header at the start of `b`. */
+function writeOutHeader(b: Buffer, len: number, errno: number, unique: bigint): void {
+  b.writeUInt32LE(len, 0)
+  b.writeInt32LE(errno === 0 ? 0 : -errno, 4)
+  b.writeBigUInt64LE(unique, 8)
+}
+
 /** A reply: header plus body, written to the device in one write(2). */
 export function reply(unique: bigint, errno: number, body?: Buffer | Buffer[]): Buffer {
   const parts = body === undefined ? [] : Array.isArray(body) ? body : [body]
   const len = OUT_HEADER_SIZE + parts.reduce((n, p) => n + p.length, 0)
   const b = Buffer.allocUnsafe(len)
-  b.writeUInt32LE(len, 0)
-  b.writeInt32LE(errno === 0 ? 0 : -errno, 4)
-  b.writeBigUInt64LE(unique, 8)
+  writeOutHeader(b, len, errno, unique)
   let at = OUT_HEADER_SIZE
   for (const p of parts) { p.copy(b, at); at += p.length }
   return b
+}
+
+/** A successful reply as pieces for one writev(2): its header, then the body as given (not copied). */
+export function replyParts(unique: bigint, body: Buffer[]): Buffer[] {
+  const header = Buffer.allocUnsafe(OUT_HEADER_SIZE)
+  writeOutHeader(header, OUT_HEADER_SIZE + body.reduce((n, p) => n + p.length, 0), 0, unique)
+  return [header, ...body]
 }
 
 /** FUSE_NOTIFY_INVAL_INODE: the kernel drops the attributes and cached data of `nodeid`. */

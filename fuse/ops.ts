@@ -4,7 +4,7 @@ import { statfs } from 'node:fs/promises'
 import type { FileHandle, SnapshotFs, Stats, Creds } from '../engine/index.js'
 import {
   BodyReader, FATTR, FOPEN, FSYNC_FDATASYNC, GETATTR_FH, IN_HEADER_SIZE, INIT, KERNEL_MINOR, OP,
-  attrOut, entryOut, initOut, notifyInvalInode, openOut, packDirents, readHeader, readInit, reply, statfsOut, writeOut, xattrSizeOut,
+  attrOut, entryOut, initOut, notifyInvalInode, openOut, packDirents, readHeader, readInit, reply, replyParts, statfsOut, writeOut, xattrSizeOut,
   type Attr, type DirEntryOut, type RequestHeader,
 } from './kernel.js'
 import { NodeTable } from './nodes.js'
@@ -486,12 +486,7 @@ export class FuseOps {
     const file = this.file(fh)
     // the data goes out as the engine holds it (views of its chunks), behind the header, in one
     // writev(2): no copy of it is made in this process
-    const data = await file.readSlices(Math.min(size, MAX_WRITE), offset)
-    const header = Buffer.allocUnsafe(16)
-    header.writeUInt32LE(16 + data.reduce((n, b) => n + b.length, 0), 0)
-    header.writeInt32LE(0, 4)
-    header.writeBigUInt64LE(h.unique, 8)
-    return new Framed([header, ...data])
+    return new Framed(replyParts(h.unique, await file.readSlices(Math.min(size, MAX_WRITE), offset)))
   }
 
   private async opendir(h: RequestHeader): Promise<Buffer> {
