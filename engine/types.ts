@@ -94,9 +94,16 @@ export interface FsckReport {
 
 export interface GcReport {
   chunksRemoved: number
+  /** Bytes of the chunks removed. */
   bytesRemoved: number
   nodesRemoved: number
   layersRemoved: number
+  /** Pack files deleted, after their live chunks (if any) were copied to a new pack. */
+  packsRemoved: number
+  /** Bytes of the live chunks copied out of mostly-empty packs. */
+  bytesRepacked: number
+  /** Disk space given back by the deleted packs, less what the copies took. */
+  packBytesFreed: number
 }
 
 /** Progress callback for long operations (snapshot, checkout, gc). */

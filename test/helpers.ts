@@ -66,10 +66,10 @@ export async function dumpDb(store: Store): Promise<Map<string, string>> {
   return out
 }
 
-/** How many chunks the store holds. */
+/** How many chunks the store holds (in LevelDB and in packs). */
 export async function countChunks(store: Store): Promise<number> {
   let n = 0
-  for await (const _ of store.db.scanKeys('C/')) n++
+  for (const prefix of ['C/', 'P/']) for await (const _ of store.db.scanKeys(prefix)) n++
   return n
 }
 

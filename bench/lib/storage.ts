@@ -1,7 +1,8 @@
 import { join } from 'node:path'
 import { Level } from 'level'
 import type { Store } from '../../engine/index.js'
-import { CHUNK_PREFIX, layerEntriesPrefix, layerInodesPrefix } from '../../engine/store/keys.js'
+import { CHUNK_PREFIX, PACKED_PREFIX, layerEntriesPrefix, layerInodesPrefix } from '../../engine/store/keys.js'
+import { decodePointer } from '../../engine/store/packs.js'
 
 export interface KeyBytes {
   keys: number
@@ -21,30 +22,42 @@ export async function prefixBytes(store: Store, prefix: string): Promise<KeyByte
   return out
 }
 
-/** Every chunk key in the store (keys only: cheap even for a store of many GiB). */
+/** Every chunk key in the store, kept in LevelDB or in a pack (keys only: cheap even for a store of many GiB). */
 export async function chunkKeys(store: Store): Promise<Set<string>> {
   const keys = new Set<string>()
-  for await (const k of store.db.scanKeys(CHUNK_PREFIX)) keys.add(k)
+  for (const prefix of [CHUNK_PREFIX, PACKED_PREFIX]) for await (const k of store.db.scanKeys(prefix)) keys.add(k)
   return keys
 }
 
-/** Chunks stored since `before` was taken: their count and bytes. */
+/** Bytes a chunk's body takes, from its key's value (the body, or a pointer into a pack). */
+const bodyBytes = (key: string, value: Buffer | undefined): number =>
+  value === undefined ? 0 : key.startsWith(PACKED_PREFIX) ? decodePointer(value).length : value.length
+
+/** Chunks stored since `before` was taken: their count and bytes (key plus body). */
 export async function newChunks(store: Store, before: Set<string>): Promise<KeyBytes> {
-  const added: string[] = []
-  for await (const k of store.db.scanKeys(CHUNK_PREFIX)) if (!before.has(k)) added.push(k)
+  const added = [...(await chunkKeys(store))].filter((k) => !before.has(k))
   const values = await store.db.getManyRaw(added)
   const out: KeyBytes = { keys: added.length, bytes: 0, valueBytes: 0 }
   added.forEach((k, i) => {
-    const n = values[i]?.length ?? 0
+    const n = bodyBytes(k, values[i])
     out.valueBytes += n
     out.bytes += Buffer.byteLength(k) + n
   })
   return out
 }
 
-/** Sum of the sizes of all chunks (for dedup checks); reads every chunk value. */
+/** Sum of the sizes of all chunk bodies (for dedup checks). */
 export async function allChunkBytes(store: Store): Promise<KeyBytes> {
-  return prefixBytes(store, CHUNK_PREFIX)
+  const out: KeyBytes = { keys: 0, bytes: 0, valueBytes: 0 }
+  for (const prefix of [CHUNK_PREFIX, PACKED_PREFIX]) {
+    for await (const [k, v] of store.db.scan(prefix)) {
+      const n = bodyBytes(k, v)
+      out.keys++
+      out.valueBytes += n
+      out.bytes += Buffer.byteLength(k) + n
+    }
+  }
+  return out
 }
 
 export const MiB = 1024 * 1024

@@ -16,6 +16,7 @@ export function registerMaintenance(program: Command): void {
             ['chunks removed', `${report.chunksRemoved} (${humanBytes(report.bytesRemoved)})`],
             ['index nodes removed', String(report.nodesRemoved)],
             ['layers removed', String(report.layersRemoved)],
+            ['packs removed', `${report.packsRemoved} (${humanBytes(report.packBytesFreed)} freed, ${humanBytes(report.bytesRepacked)} of live chunks copied)`],
           ]),
         )
       }),

@@ -1,8 +1,9 @@
 import xxhash from 'xxhash-wasm'
 import { LRUCache } from 'lru-cache'
 import type { Db, Txn } from './db.js'
-import { chunkKey } from './keys.js'
-import { fsError } from '../errors.js'
+import { chunkKey, packedKey } from './keys.js'
+import { PackGoneError, decodePointer } from './packs.js'
+import { FsError, fsError } from '../errors.js'
 
 /**
  * File data is cut into fixed 64 KiB chunks (page aligned). 64 KiB was chosen by measurement
@@ -16,8 +17,10 @@ export const REF_SIZE = 9
 /** A hole (all zeroes) is stored as no chunk at all. */
 export const HOLE_REF = Buffer.alloc(REF_SIZE, 0xff)
 const MAX_COLLISIONS = 254
-/** Chunks per read on the pool when reading ahead: small groups, so that several threads wait for the disk at once. */
+/** Chunks kept in LevelDB, per read on the pool when reading ahead: small groups, so that several threads wait for the disk at once. */
 const PREFETCH_GROUP = 8
+/** Largest read of adjacent packed chunks when reading ahead. */
+const PREFETCH_SPAN = 1024 * 1024
 
 /** 8-byte content hash. Injectable so that tests can force collisions. */
 export type ChunkHasher = (data: Uint8Array) => Buffer
@@ -68,13 +71,43 @@ export class ChunkStore {
       const hex = refHex(ref)
       let data = this.cache.get(hex)
       if (data === undefined) {
-        data = this.db.getRawSync(chunkKey(hex))
+        data = this.readStoredSync(hex, path)
         if (data === undefined) throw fsError('EIO', 'read', path, `chunk ${hex} is missing from the store`)
         if (keep) this.cache.set(hex, data)
       }
       out.push(data)
     }
     return out
+  }
+
+  /** A chunk's body as stored (pack or LevelDB), read on the calling thread; undefined if it is not stored. */
+  private readStoredSync(hex: string, path?: string): Buffer | undefined {
+    for (let attempt = 0; ; attempt++) {
+      const where = this.db.getRawSync(packedKey(hex))
+      if (where === undefined) return this.db.getRawSync(chunkKey(hex))
+      try {
+        return this.db.packs.readSync(decodePointer(where))
+      } catch (err) {
+        // gc moved the chunk to another pack between the lookup and the read
+        if (err instanceof PackGoneError && attempt === 0) continue
+        throw fsError('EIO', 'read', path, `chunk ${hex}: ${(err as Error).message}`)
+      }
+    }
+  }
+
+  /** A chunk's body as stored, read on libuv's pool; undefined if it is not stored. */
+  async readStored(hex: string, path?: string): Promise<Buffer | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      const [where, inline] = await this.db.getManyRaw([packedKey(hex), chunkKey(hex)])
+      if (where === undefined) return inline
+      const p = decodePointer(where)
+      try {
+        return await this.db.packs.readSpan(p.pack, p.offset, p.length)
+      } catch (err) {
+        if (err instanceof PackGoneError && attempt === 0) continue
+        throw fsError('EIO', 'read', path, `chunk ${hex}: ${(err as Error).message}`)
+      }
+    }
   }
 
   /**
@@ -85,21 +118,57 @@ export class ChunkStore {
    */
   prefetch(refs: Uint8Array[], path?: string): Promise<Buffer>[] {
     const out = new Array<Promise<Buffer>>(refs.length)
-    const unread: number[] = []
+    const unread: { i: number; hex: string; resolve: (b: Buffer) => void; reject: (e: unknown) => void }[] = []
     refs.forEach((ref, i) => {
-      const cached = this.cache.get(refHex(ref))
-      if (cached) out[i] = Promise.resolve(cached)
-      else unread.push(i)
+      const hex = refHex(ref)
+      const cached = this.cache.get(hex)
+      if (cached) {
+        out[i] = Promise.resolve(cached)
+        return
+      }
+      out[i] = new Promise<Buffer>((resolve, reject) => unread.push({ i, hex, resolve, reject }))
+      out[i].catch(() => undefined) // reported to whoever reads the chunk, not as an unhandled rejection
     })
-    for (let g = 0; g < unread.length; g += PREFETCH_GROUP) {
-      const group = unread.slice(g, g + PREFETCH_GROUP)
-      const values = this.db.getManyRaw(group.map((i) => chunkKey(refHex(refs[i]))))
-      group.forEach((i, j) => {
-        const one = values.then((v) => v[j] ?? Promise.reject(fsError('EIO', 'read', path, `chunk ${refHex(refs[i])} is missing from the store`)))
-        one.catch(() => undefined) // reported to whoever reads the chunk, not as an unhandled rejection
-        out[i] = one
-      })
-    }
+    if (unread.length === 0) return out
+    const fail = (u: (typeof unread)[number], err: unknown): void =>
+      u.reject(err instanceof FsError ? err : fsError('EIO', 'read', path, `chunk ${u.hex}: ${(err as Error).message}`))
+    const missing = (u: (typeof unread)[number]): void => u.reject(fsError('EIO', 'read', path, `chunk ${u.hex} is missing from the store`))
+    this.db.getManyRaw(unread.map((u) => packedKey(u.hex))).then((found) => {
+      for (let j = 0; j < unread.length;) {
+        if (found[j] === undefined) {
+          // kept in LevelDB: a few per read, several reads at once
+          let k = j + 1
+          while (k < unread.length && k - j < PREFETCH_GROUP && found[k] === undefined) k++
+          const group = unread.slice(j, k)
+          this.db.getManyRaw(group.map((u) => chunkKey(u.hex))).then(
+            (bodies) => group.forEach((u, n) => (bodies[n] ? u.resolve(bodies[n]!) : missing(u))),
+            (err: unknown) => group.forEach((u) => fail(u, err)),
+          )
+          j = k
+          continue
+        }
+        // packed: chunks that follow each other in one pack are read with one read
+        const first = decodePointer(found[j]!)
+        const span = [{ u: unread[j], at: 0, length: first.length }]
+        let end = first.offset + first.length
+        let k = j + 1
+        for (; k < unread.length && found[k] !== undefined && end - first.offset < PREFETCH_SPAN; k++) {
+          const p = decodePointer(found[k]!)
+          if (p.pack !== first.pack || p.offset !== end) break
+          span.push({ u: unread[k], at: end - first.offset, length: p.length })
+          end += p.length
+        }
+        this.db.packs.readSpan(first.pack, first.offset, end - first.offset).then(
+          (buf) => span.forEach((m) => m.u.resolve(buf.subarray(m.at, m.at + m.length))),
+          (err: unknown) => span.forEach((m) => {
+            if (!(err instanceof PackGoneError)) return fail(m.u, err)
+            // gc moved it meanwhile: look it up again
+            this.readStored(m.u.hex, path).then((b) => (b ? m.u.resolve(b) : missing(m.u)), (e: unknown) => fail(m.u, e))
+          }),
+        )
+        j = k
+      }
+    }, (err: unknown) => unread.forEach((u) => fail(u, err)))
     return out
   }
 
@@ -114,13 +183,12 @@ export class ChunkStore {
     for (let slot = 0; slot <= MAX_COLLISIONS; slot++) {
       ref[8] = slot
       const hex = ref.toString('hex')
-      const key = chunkKey(hex)
-      let existing: Buffer | null | undefined = this.cache.get(hex) ?? txn.pending(key)
-      if (existing === undefined) existing = (await this.db.getRaw(key)) ?? null
+      let existing: Buffer | null | undefined = this.cache.get(hex) ?? txn.pendingChunk(hex)
+      if (existing === undefined) existing = (await this.readStored(hex)) ?? null
       if (existing === null) {
         // Not cached until read back from the db: a txn that is never committed must not leave a
         // cached chunk that later puts would dedup against.
-        txn.putRaw(key, data)
+        txn.putChunk(hex, data)
         return Buffer.from(ref)
       }
       if (existing.equals(data)) return Buffer.from(ref)
@@ -138,18 +206,18 @@ export class ChunkStore {
       this.hasher(d).copy(ref, 0, 0, 8)
       return ref
     })
-    const keys = refs.map((r) => chunkKey(refHex(r)))
+    const ids = refs.map(refHex)
     // Taken before the read below: a txn this one follows may land and forget its values meanwhile.
-    const known = keys.map((k, i) => this.cache.get(refHex(refs[i])) ?? txn.pending(k))
-    const unknown = keys.flatMap((_, i) => (known[i] === undefined ? [i] : []))
-    const got = await this.db.getManyRaw(unknown.map((i) => keys[i]))
+    const known = ids.map((id) => this.cache.get(id) ?? txn.pendingChunk(id))
+    const unknown = ids.flatMap((_, i) => (known[i] === undefined ? [i] : []))
+    const got = await this.readManyStored(unknown.map((i) => ids[i]))
     const stored = new Map(unknown.map((i, j) => [i, got[j]]))
     const out: Buffer[] = []
     for (let i = 0; i < datas.length; i++) {
       // the txn first: an equal chunk earlier in this call is already in it
-      const existing = this.cache.get(refHex(refs[i])) ?? txn.pending(keys[i]) ?? known[i] ?? stored.get(i) ?? null
+      const existing = this.cache.get(ids[i]) ?? txn.pendingChunk(ids[i]) ?? known[i] ?? stored.get(i) ?? null
       if (existing === null) {
-        txn.putRaw(keys[i], datas[i])
+        txn.putChunk(ids[i], datas[i])
         out.push(refs[i])
       } else if (existing.equals(datas[i])) {
         out.push(refs[i])
@@ -158,6 +226,23 @@ export class ChunkStore {
       }
     }
     return out
+  }
+
+  /** `readStored` of many chunks, with one lookup in LevelDB for all of them. */
+  private async readManyStored(ids: string[]): Promise<(Buffer | undefined)[]> {
+    if (ids.length === 0) return []
+    const found = await this.db.getManyRaw([...ids.map(packedKey), ...ids.map(chunkKey)])
+    return Promise.all(ids.map(async (id, i) => {
+      const where = found[i]
+      if (where === undefined) return found[ids.length + i]
+      const p = decodePointer(where)
+      try {
+        return await this.db.packs.readSpan(p.pack, p.offset, p.length)
+      } catch (err) {
+        if (err instanceof PackGoneError) return this.readStored(id)
+        throw fsError('EIO', 'read', undefined, `chunk ${id}: ${(err as Error).message}`)
+      }
+    }))
   }
 
   /** Bytes of chunk data in the cache. */

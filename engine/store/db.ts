@@ -2,10 +2,20 @@ import { mkdirSync, readFileSync, writeFileSync, rmSync, statSync } from 'node:f
 import { dirname, join } from 'node:path'
 import { Level as LevelDB } from 'level'
 import { decode, encode } from './codec.js'
-import { FORMAT_KEY, prefixRange } from './keys.js'
+import { FORMAT_KEY, chunkKey, packedKey, prefixRange } from './keys.js'
+import { Packs, encodePointer } from './packs.js'
 import { StoreError, isCode } from '../errors.js'
 
-export const FORMAT_VERSION = 1
+/** 2: chunk bodies may live in pack files (`P/` keys). A version 1 store is read as is and marked 2 on open. */
+export const FORMAT_VERSION = 2
+const UPGRADABLE = [1]
+/**
+ * A batch whose new chunks add up to this much writes them to a pack file; a smaller one keeps
+ * them in LevelDB. A pack write costs an fdatasync of its own before the batch, which a
+ * 4 KiB write into a big file must not pay, and bulk data (an import, a large write) is what
+ * is read back in long sweeps.
+ */
+export const PACK_MIN_BYTES = 1024 * 1024
 const HOLDER_FILE = 'HOLDER'
 /**
  * LevelDB memtable size. With the 4 MiB default a data ingest makes level-0 files faster than
@@ -22,7 +32,7 @@ type Level = LevelDB<string, Buffer>
  * keeps all of an operation or none of it.
  */
 export class Db {
-  private constructor(readonly dir: string, private readonly level: Level) {}
+  private constructor(readonly dir: string, private readonly level: Level, readonly packs: Packs) {}
 
   static async open(dir: string): Promise<Db> {
     try {
@@ -38,12 +48,14 @@ export class Db {
       if (isCode(err, 'LEVEL_LOCKED') || isCode(cause, 'LEVEL_LOCKED')) throw new StoreError('EBUSY', lockedMessage(dir))
       throw new StoreError('EIO', `cannot open store ${dir}: ${(cause as Error | undefined)?.message ?? (err as Error).message}`)
     }
-    const db = new Db(dir, level)
+    let db: Db
     try {
+      db = new Db(dir, level, Packs.open(join(dir, 'packs')))
       await db.checkFormat()
     } catch (err) {
       await level.close()
-      throw err
+      if (err instanceof StoreError) throw err
+      throw new StoreError('EIO', `cannot open store ${dir}: ${(err as Error).message}`)
     }
     writeFileSync(join(dir, HOLDER_FILE), JSON.stringify({ pid: process.pid, command: process.argv.slice(1).join(' ') || process.title, since: new Date().toISOString() }))
     return db
@@ -58,6 +70,10 @@ export class Db {
       return
     }
     const { format } = decode<{ format: number }>(raw)
+    if (UPGRADABLE.includes(format)) {
+      await this.level.put(FORMAT_KEY, encode({ format: FORMAT_VERSION }), { sync: true })
+      return
+    }
     if (format !== FORMAT_VERSION) {
       throw new StoreError('EFORMAT', `store ${this.dir} has format version ${format}; this Strata reads version ${FORMAT_VERSION}`)
     }
@@ -65,6 +81,7 @@ export class Db {
 
   async close(): Promise<void> {
     try { rmSync(join(this.dir, HOLDER_FILE), { force: true }) } catch { /* best effort */ }
+    await this.packs.close()
     await this.level.close()
   }
 
@@ -128,7 +145,7 @@ export class Db {
   }
 
   txn(): Txn {
-    return new Txn(this.level)
+    return new Txn(this.level, this.packs)
   }
 }
 
@@ -161,9 +178,14 @@ function lockedMessage(dir: string): string {
 /** A set of writes applied as one atomic batch; reads of keys it wrote see the new values. */
 export class Txn {
   private readonly ops = new Map<string, Buffer | null>()
+  /** New chunk bodies by chunk id: written to a pack or under `C/` at commit (see PACK_MIN_BYTES). */
+  private readonly chunks = new Map<string, Buffer>()
+  private chunkBytes = 0
+  /** Chunks of `chunks` that `moveChunk` relocates (their old pointer is replaced or deleted). */
+  private readonly moved = new Set<string>()
   /** A txn committed before this one whose write may not have landed yet (see `follows`). */
   private earlier?: Txn
-  constructor(private readonly level: Level) {}
+  constructor(private readonly level: Level, private readonly packs: Packs) {}
 
   /**
    * Makes `pending` see the writes of `earlier` too, while they are being written: a txn filled
@@ -182,26 +204,58 @@ export class Txn {
   del(key: string): void {
     this.ops.set(key, null)
   }
+  /** Stores a new chunk body under chunk id `id`; where it goes is decided at commit. */
+  putChunk(id: string, body: Buffer): void {
+    if (!this.chunks.has(id)) this.chunkBytes += body.length
+    this.chunks.set(id, body)
+  }
+  /**
+   * Stores again a chunk that is already stored (gc moving it out of a pack): to a new pack
+   * or into LevelDB like any new chunk, and the old pointer goes.
+   */
+  moveChunk(id: string, body: Buffer): void {
+    this.putChunk(id, body)
+    this.moved.add(id)
+  }
+  /** The body of a chunk this txn (or the one it follows) stores, if any. */
+  pendingChunk(id: string): Buffer | undefined {
+    return this.chunks.get(id) ?? this.earlier?.pendingChunk(id)
+  }
   /** The value this txn (or the one it follows) will write (null: deleted), or undefined when neither touches the key. */
   pending(key: string): Buffer | null | undefined {
     return this.ops.get(key) ?? this.earlier?.pending(key)
   }
   get size(): number {
-    return this.ops.size
+    return this.ops.size + this.chunks.size
   }
 
   async commit(sync = false): Promise<void> {
-    if (this.ops.size === 0) return
-    const batch = this.level.batch()
-    for (const [k, v] of this.ops) {
-      if (v === null) batch.del(k)
-      else batch.put(k, v)
-    }
+    if (this.size === 0) return
     try {
+      const packed = this.chunkBytes >= PACK_MIN_BYTES
+      // bodies durable first: no crash may leave a pointer to bytes that never reached the disk
+      const where = packed ? await this.packs.append([...this.chunks.values()]) : []
+      const batch = this.level.batch()
+      if (packed) {
+        let i = 0
+        for (const id of this.chunks.keys()) batch.put(packedKey(id), encodePointer(where[i++]))
+      } else {
+        for (const [id, body] of this.chunks) {
+          batch.put(chunkKey(id), body)
+          if (this.moved.has(id)) batch.del(packedKey(id))
+        }
+      }
+      for (const [k, v] of this.ops) {
+        if (v === null) batch.del(k)
+        else batch.put(k, v)
+      }
       await batch.write({ sync })
     } finally {
       // only now: until the write has landed, a txn that follows this one reads its values here
       this.ops.clear()
+      this.chunks.clear()
+      this.moved.clear()
+      this.chunkBytes = 0
       this.earlier = undefined
     }
   }

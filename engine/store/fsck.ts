@@ -2,7 +2,8 @@ import type { Db } from './db.js'
 import type { ChunkStore } from './chunks.js'
 import { refHex } from './chunks.js'
 import { referencedChunks } from './filedata.js'
-import { CHUNK_PREFIX, SNAPSHOT_PREFIX, chunkKey, inodeKey, layerKey } from './keys.js'
+import { CHUNK_PREFIX, PACKED_PREFIX, SNAPSHOT_PREFIX, chunkKey, inodeKey, layerKey, packedKey } from './keys.js'
+import { decodePointer, packFileName } from './packs.js'
 import { decode } from './codec.js'
 import { StoreLayer } from './layer.js'
 import { newNodeCache, reachableNodes } from './mergeindex.js'
@@ -75,16 +76,47 @@ export async function checkStore(db: Db, chunks: ChunkStore, opts: { verifyData?
       for (const ref of refs) usedChunks.add(refHex(ref))
     }
   }
+  const packSizes = new Map(db.packs.list().map((p) => [p.id, p.size]))
+  /** A packed chunk's body, or why it cannot be read. */
+  const packedBody = async (hex: string, raw: Buffer, read: boolean): Promise<Buffer | string | undefined> => {
+    let at
+    try {
+      at = decodePointer(raw)
+    } catch (err) {
+      return `chunk ${hex}: ${(err as Error).message}`
+    }
+    const size = packSizes.get(at.pack)
+    if (size === undefined) return `chunk ${hex}: pack ${packFileName(at.pack)} is missing`
+    if (at.offset + at.length > size) return `chunk ${hex}: pack ${packFileName(at.pack)} ends at ${size}, before the chunk's end at ${at.offset + at.length}`
+    return read ? db.packs.readSpan(at.pack, at.offset, at.length) : undefined
+  }
+  const verify = (hex: string, data: Buffer, what: string): void => {
+    if (chunks.hash(data).toString('hex') !== hex.slice(0, 16)) problems.push(`${what} ${hex} does not match its hash`)
+  }
   for (const hex of usedChunks) {
     checked.chunks++
+    const where = await db.getRaw(packedKey(hex))
+    if (where) {
+      const body = await packedBody(hex, where, opts.verifyData === true)
+      if (typeof body === 'string') problems.push(body)
+      else if (body) verify(hex, body, 'chunk')
+      continue
+    }
     const data = await db.getRaw(chunkKey(hex))
     if (!data) { problems.push(`chunk ${hex} is missing`); continue }
-    if (opts.verifyData && chunks.hash(data).toString('hex') !== hex.slice(0, 16)) problems.push(`chunk ${hex} does not match its hash`)
+    if (opts.verifyData) verify(hex, data, 'chunk')
   }
   if (opts.verifyData) {
     for await (const [k, v] of db.scan(CHUNK_PREFIX)) {
       const hex = k.slice(CHUNK_PREFIX.length)
-      if (!usedChunks.has(hex) && chunks.hash(v).toString('hex') !== hex.slice(0, 16)) problems.push(`unused chunk ${hex} does not match its hash`)
+      if (!usedChunks.has(hex)) verify(hex, v, 'unused chunk')
+    }
+    for await (const [k, v] of db.scan(PACKED_PREFIX)) {
+      const hex = k.slice(PACKED_PREFIX.length)
+      if (usedChunks.has(hex)) continue
+      const body = await packedBody(hex, v, true)
+      if (typeof body === 'string') problems.push(`unused ${body}`)
+      else if (body) verify(hex, body, 'unused chunk')
     }
   }
   return { ok: problems.length === 0, problems, checked }

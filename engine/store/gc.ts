@@ -2,7 +2,8 @@ import type { Db } from './db.js'
 import type { ChunkStore } from './chunks.js'
 import { refHex } from './chunks.js'
 import { referencedChunks } from './filedata.js'
-import { CHUNK_PREFIX, LAYER_PREFIX, NODE_PREFIX, SNAPSHOT_PREFIX, layerKey } from './keys.js'
+import { CHUNK_PREFIX, LAYER_PREFIX, NODE_PREFIX, PACKED_PREFIX, SNAPSHOT_PREFIX, layerKey } from './keys.js'
+import { decodePointer, type PackPointer } from './packs.js'
 import { decode } from './codec.js'
 import { StoreLayer } from './layer.js'
 import { reachableNodes, type NodeCache } from './mergeindex.js'
@@ -10,6 +11,10 @@ import type { InodeRecord, SnapshotRecord } from './records.js'
 import type { GcReport } from '../types.js'
 
 const BATCH = 5000
+/** A pack whose live chunks fill less than this share of it is rewritten (its live chunks copied, the file deleted). */
+export const REPACK_BELOW = 0.5
+/** Live chunks copied per batch when rewriting a pack. */
+const REPACK_BATCH_BYTES = 32 * 1024 * 1024
 
 /**
  * Mark and sweep. Live: layers named by a snapshot, index nodes reachable from a committed
@@ -31,7 +36,7 @@ export async function collectGarbage(db: Db, chunks: ChunkStore, cache: NodeCach
   for (const layer of liveLayers) for await (const [, rec] of new StoreLayer(layer, db).inodes()) await mark(rec)
   for (const rec of openRecords) await mark(rec)
 
-  const report: GcReport = { chunksRemoved: 0, bytesRemoved: 0, nodesRemoved: 0, layersRemoved: 0 }
+  const report: GcReport = { chunksRemoved: 0, bytesRemoved: 0, nodesRemoved: 0, layersRemoved: 0, packsRemoved: 0, bytesRepacked: 0, packBytesFreed: 0 }
   let txn = db.txn()
   const flushIfFull = async (): Promise<void> => {
     if (txn.size >= BATCH) { await txn.commit(); txn = db.txn() }
@@ -43,6 +48,22 @@ export async function collectGarbage(db: Db, chunks: ChunkStore, cache: NodeCach
     chunks.forget(hex)
     report.chunksRemoved++
     report.bytesRemoved += v.length
+    await flushIfFull()
+  }
+  const livePacked = new Map<number, { id: string; at: PackPointer }[]>()
+  for await (const [k, v] of db.scan(PACKED_PREFIX)) {
+    const hex = k.slice(PACKED_PREFIX.length)
+    const at = decodePointer(v)
+    if (liveChunks.has(hex)) {
+      let list = livePacked.get(at.pack)
+      if (!list) livePacked.set(at.pack, (list = []))
+      list.push({ id: hex, at })
+      continue
+    }
+    txn.del(k)
+    chunks.forget(hex)
+    report.chunksRemoved++
+    report.bytesRemoved += at.length
     await flushIfFull()
   }
   for await (const k of db.scanKeys(NODE_PREFIX)) {
@@ -62,5 +83,35 @@ export async function collectGarbage(db: Db, chunks: ChunkStore, cache: NodeCach
     await flushIfFull()
   }
   await txn.commit(true)
+  await repack(db, livePacked, report)
   return report
+}
+
+/**
+ * Deletes the packs no chunk lives in any more, and rewrites those mostly dead: their live
+ * chunks are appended to a new pack (in their old order, so a file still reads in one sweep),
+ * the pointers moved in a synced batch, and only then the old file deleted. A crash in between
+ * leaves an unused copy or an unused pack, which the next gc deletes.
+ */
+async function repack(db: Db, livePacked: Map<number, { id: string; at: PackPointer }[]>, report: GcReport): Promise<void> {
+  for (const { id: pack, size } of db.packs.list()) {
+    if (pack === db.packs.writing) continue
+    const live = (livePacked.get(pack) ?? []).sort((a, b) => a.at.offset - b.at.offset)
+    let liveBytes = 0
+    for (const c of live) liveBytes += c.at.length
+    if (live.length > 0 && liveBytes >= size * REPACK_BELOW) continue
+    for (let i = 0; i < live.length;) {
+      const txn = db.txn()
+      let bytes = 0
+      for (; i < live.length && bytes < REPACK_BATCH_BYTES; i++) {
+        txn.moveChunk(live[i].id, await db.packs.readSpan(pack, live[i].at.offset, live[i].at.length))
+        bytes += live[i].at.length
+      }
+      await txn.commit(true)
+    }
+    await db.packs.remove(pack)
+    report.packsRemoved++
+    report.bytesRepacked += liveBytes
+    report.packBytesFreed += size - liveBytes
+  }
 }

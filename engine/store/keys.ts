@@ -9,7 +9,10 @@ export const SNAPSHOT_PREFIX = 'S/'
 export const LAYER_PREFIX = 'L/'
 export const ENTRY_PREFIX = 'E/'
 export const INODE_PREFIX = 'I/'
+/** Chunk bodies kept in LevelDB itself (the small batches). */
 export const CHUNK_PREFIX = 'C/'
+/** Where a chunk kept in a pack file is (engine/store/packs.ts). */
+export const PACKED_PREFIX = 'P/'
 export const NODE_PREFIX = 'X/'
 
 export const hex = (n: number): string => n.toString(16)
@@ -27,6 +30,7 @@ export const inodeKey = (layer: string, ino: number): string => `${INODE_PREFIX}
 export const layerInodesPrefix = (layer: string): string => `${INODE_PREFIX}${layer}/`
 
 export const chunkKey = (id: string): string => CHUNK_PREFIX + id
+export const packedKey = (id: string): string => PACKED_PREFIX + id
 export const nodeKey = (id: string): string => NODE_PREFIX + id
 
 /**
