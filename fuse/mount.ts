@@ -60,6 +60,16 @@ export const IMMUTABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 86400,
  */
 export const WRITABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 1, attrTimeout: 1, keepCache: true, cacheDir: false })
 
+/**
+ * A writable store snapshot: its changes all pass through this mount (the store refuses a
+ * second read-write mount and a commit while it is mounted), and an inode keeps one FUSE node
+ * through copy-up, so names and attributes the kernel holds stay true. Kept a minute rather
+ * than for ever: a program changing the same active snapshot through the engine's API meanwhile
+ * (like changing a kernel overlay's upper directory under it, which the kernel leaves
+ * undefined) is seen within that time. Listings are read anew on every opendir.
+ */
+export const STORE_WRITABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 60, attrTimeout: 60, keepCache: true, cacheDir: false })
+
 class Session implements FuseMount {
   readonly closed: Promise<void>
 

@@ -1,6 +1,6 @@
 import { openDirStack, type SnapshotFs, type Store } from '../engine/index.js'
 import { fsError } from '../engine/errors.js'
-import { IMMUTABLE_CACHE, WRITABLE_CACHE, type CachePolicy } from './mount.js'
+import { IMMUTABLE_CACHE, STORE_WRITABLE_CACHE, WRITABLE_CACHE, type CachePolicy } from './mount.js'
 import type { DirsMountRequest, MountRequest, SnapshotMountRequest } from './request.js'
 
 /** Everything `mountFuse` needs for a request, plus the hold to let go of when the mount ends. */
@@ -43,7 +43,7 @@ async function planSnapshot(req: SnapshotMountRequest, store: Store): Promise<Mo
   try {
     const fs = store.fs(key)
     await fs.stat('/')
-    return { fs, readOnly: !req.rw, cache: req.rw ? WRITABLE_CACHE : IMMUTABLE_CACHE, statfsPath: store.path, fsname: req.fsname ?? `strata:${key}`, release }
+    return { fs, readOnly: !req.rw, cache: req.rw ? STORE_WRITABLE_CACHE : IMMUTABLE_CACHE, statfsPath: store.path, fsname: req.fsname ?? `strata:${key}`, release }
   } catch (err) {
     release()
     throw err

@@ -1,5 +1,5 @@
 import { Store, openDirStack, type SnapshotFs } from '../../engine/index.js'
-import { IMMUTABLE_CACHE, WRITABLE_CACHE, mountFuse } from '../../fuse/mount.js'
+import { IMMUTABLE_CACHE, STORE_WRITABLE_CACHE, WRITABLE_CACHE, mountFuse } from '../../fuse/mount.js'
 
 /**
  * A Strata FUSE mount in a process of its own, for the differential test: the test process
@@ -25,7 +25,8 @@ if (kind === 'dir') {
   statfsPath = storePath!
   writable = (await store.stat(key!)).kind === 'active'
 }
-const cache = writable ? WRITABLE_CACHE : IMMUTABLE_CACHE
+// the policies `strata mount` picks (fuse/plan.ts)
+const cache = !writable ? IMMUTABLE_CACHE : store ? STORE_WRITABLE_CACHE : WRITABLE_CACHE
 const mount = await mountFuse({ mountpoint: mountpoint!, fs, readOnly: !writable, cache, fsname: 'strata-test', statfsPath })
 process.on('SIGTERM', () => { mount.unmount({ lazy: true }).catch(() => {}) })
 process.stdout.write('ready\n')
