@@ -94,6 +94,9 @@ export async function collectGarbage(db: Db, chunks: ChunkStore, cache: NodeCach
  * leaves an unused copy or an unused pack, which the next gc deletes.
  */
 async function repack(db: Db, livePacked: Map<number, { id: string; at: PackPointer }[]>, report: GcReport): Promise<void> {
+  // Writers wait for the store's lock, which gc holds: the pack being written can be ended here,
+  // so that a long-running process's current pack is reclaimed like the others.
+  await db.packs.seal()
   for (const { id: pack, size } of db.packs.list()) {
     if (pack === db.packs.writing) continue
     const live = (livePacked.get(pack) ?? []).sort((a, b) => a.at.offset - b.at.offset)

@@ -73,14 +73,21 @@ export class Packs {
 
   private constructor(readonly dir: string, private nextId: number) {}
 
+  /** Opening changes nothing on disk: the directory is made with the first pack. */
   static open(dir: string): Packs {
-    mkdirSync(dir, { recursive: true })
     const ids = Packs.idsIn(dir)
     return new Packs(dir, ids.length ? Math.max(...ids) + 1 : 0)
   }
 
   private static idsIn(dir: string): number[] {
-    return readdirSync(dir).flatMap((n) => {
+    let names: string[]
+    try {
+      names = readdirSync(dir)
+    } catch (err) {
+      if (isCode(err, 'ENOENT')) return []
+      throw err
+    }
+    return names.flatMap((n) => {
       const m = PACK_NAME.exec(n)
       return m ? [parseInt(m[1], 16)] : []
     })
@@ -146,6 +153,7 @@ export class Packs {
     if (!this.opening) {
       this.opening = (async () => {
         const id = this.nextId++
+        mkdirSync(this.dir, { recursive: true })
         const handle = await open(this.path(id), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644)
         // the new name must survive a crash before any pointer into the file does
         const dirFd = openSync(this.dir, 'r')
@@ -158,6 +166,18 @@ export class Packs {
     }
     await this.opening
     return this.writerFor(bytes)
+  }
+
+  /**
+   * Ends the pack being written: the next append starts a new one. gc calls it so that the
+   * pack a long-running process writes to can be rewritten or deleted like any other.
+   */
+  async seal(): Promise<void> {
+    await this.opening?.catch(() => undefined)
+    const w = this.writer
+    this.writer = undefined
+    // appends still under way close it when they end (see append)
+    if (w && w.appends === 0) await w.handle.close()
   }
 
   /** Reads a chunk on the calling thread. */
@@ -210,10 +230,7 @@ export class Packs {
   }
 
   private done(pack: number, r: { fd: number; reads: number; retired: boolean }): void {
-    if (--r.reads === 0 && r.retired) {
-      if (this.readers.get(pack) === r) this.readers.delete(pack)
-      closeSync(r.fd)
-    }
+    if (--r.reads === 0 && r.retired) closeSync(r.fd)
   }
 
   /**
@@ -236,10 +253,12 @@ export class Packs {
   }
 
   async close(): Promise<void> {
-    await this.opening?.catch(() => undefined)
-    if (this.writer) await this.writer.handle.close()
-    this.writer = undefined
-    for (const r of this.readers.values()) closeSync(r.fd)
+    await this.seal()
+    // a read still under way (read-ahead racing the close) finishes on its descriptor
+    for (const r of this.readers.values()) {
+      r.retired = true
+      if (r.reads === 0) closeSync(r.fd)
+    }
     this.readers.clear()
   }
 }
