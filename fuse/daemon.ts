@@ -9,6 +9,7 @@ import { ensureRuntimeDir, storeSocketPath } from '../engine/cli/runtime.js'
 import type { ExitMessage, OpRequest } from '../engine/cli/wire.js'
 import { mountFuse, type FuseMount } from './mount.js'
 import { planMount } from './plan.js'
+import { warmWritePath } from './warmup.js'
 import { checkMountpoint } from './preflight.js'
 import { daemonLogPath, mountSocketPath, removeRecord, writeRecord, type MountRecord } from './registry.js'
 import { describeSource, mountNamespace, requestWritable, type DaemonConfig, type DaemonReport, type MountRequest } from './request.js'
@@ -307,6 +308,7 @@ async function main(): Promise<number> {
   try {
     const record = await daemon.mount(req)
     await report({ ready: true, record })
+    if (requestWritable(req)) warmWritePath().catch((err: unknown) => log(`warm-up of the write path failed (harmless): ${message(err)}`))
   } catch (err) {
     log(`mount failed: ${message(err)}`)
     await report({ ready: false, error: message(err), code: (err as { code?: string }).code })
