@@ -104,6 +104,11 @@ export class SnapshotFs {
     checkAccess(this.creds, await (await this.ov()).inodeOf(node), mode & (MAY_READ | MAY_WRITE | MAY_EXEC), 'access', path)
   }
 
+  /** Makes every change made so far through this tree durable (fsync of a directory). */
+  async sync(): Promise<void> {
+    await (await this.ov()).upper?.sync()
+  }
+
   async opendir(path: string): Promise<DirHandle> {
     const node = await (await this.ov()).resolve(path, this.creds, 'opendir')
     if (!isDirType(node.type)) throw fsError('ENOTDIR', 'opendir', path)

@@ -107,8 +107,13 @@ export async function mountFuse(opts: MountOptions): Promise<FuseMount> {
   return new Session(channel, ops)
 }
 
-/** Read-ahead for the whole 1 MiB a request may carry (the kernel starts FUSE mounts at 128 KiB). */
-const READAHEAD_KB = 1024
+/**
+ * Read-ahead of a mount: 8 MiB keeps eight 1 MiB READs in flight, which the engine answers from
+ * chunks it reads ahead on the pool; measured on a cold 1 GiB read of a store snapshot with pack
+ * files already in the page cache (the daemon's own ceiling), about 1.1–1.3 GB/s at 1 MiB and
+ * 1.3–1.4 GB/s at 8 MiB. The kernel starts FUSE mounts at 128 KiB.
+ */
+const READAHEAD_KB = 8192
 
 /**
  * The kernel caps a FUSE mount's read-ahead at the block layer's default, whatever INIT asked

@@ -353,7 +353,11 @@ export class FuseOps {
         const s = await statfs(this.opts.statfsPath)
         return statfsOut({ blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, bsize: s.bsize, namelen: 255, frsize: s.bsize })
       }
-      case OP.FLUSH: return undefined
+      case OP.FLUSH: {
+        // close(2): what was written goes to the store before close returns (RELEASE comes later, unawaited)
+        await this.files.get(r.u64())?.flush()
+        return undefined
+      }
       case OP.RELEASE: {
         const fh = r.u64()
         const file = this.files.get(fh)
@@ -414,7 +418,10 @@ export class FuseOps {
         this.dirs.delete(r.u64())
         return undefined
       }
-      case OP.FSYNCDIR: return undefined
+      case OP.FSYNCDIR: {
+        await (await this.fsFor(h)).sync()
+        return undefined
+      }
       default:
         throw fail('ENOSYS')
     }

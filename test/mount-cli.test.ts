@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, readFileSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs'
 import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -361,6 +361,26 @@ mountTest('a killed daemon: other commands still work, umount cleans up, and the
 
   await env.ok(['mount', 'base', mnt])
   assert.equal(await readFile(join(mnt, 'readme'), 'utf8'), 'base readme\n')
+  await env.ok(['umount', mnt])
+})
+
+mountTest('close(2) hands written data to the store: a daemon killed right after loses none of it', async (env) => {
+  await env.ok(['prepare', 'work', 'base'])
+  const mnt = await env.dir('rw')
+  await env.ok(['mount', '--rw', 'work', mnt])
+  const fd = openSync(join(mnt, 'closed'), 'w')
+  writeSync(fd, 'written, then closed\n')
+  // A child sharing the open file keeps the kernel from releasing it: the close below is seen
+  // by the daemon as FLUSH alone, and only FLUSH can have stored the data.
+  const holder = spawn('sleep', ['60'], { stdio: ['ignore', fd, 'ignore'] })
+  closeSync(fd)
+  const [listed] = await mounts(env)
+  process.kill(listed.pid, 'SIGKILL')
+  holder.kill('SIGKILL')
+  await waitFor('the daemon and the holder to end', () => !processAlive(listed.pid) && (holder.exitCode !== null || holder.signalCode !== null))
+  await env.ok(['umount', mnt])
+  await env.ok(['mount', '--rw', 'work', mnt])
+  assert.equal(await readFile(join(mnt, 'closed'), 'utf8'), 'written, then closed\n')
   await env.ok(['umount', mnt])
 })
 

@@ -103,6 +103,17 @@ export class FileHandle {
     })
   }
 
+  /**
+   * Hands what was written through this handle to the store (or the upper dir), without waiting
+   * for the disk: a FUSE mount does it at every close(2), so that data closed is not lost with
+   * the daemon. `sync` also makes it durable.
+   */
+  async flush(): Promise<void> {
+    if (this.closed) throw fsError('EBADF', 'flush', this.path)
+    if (this.dir) return
+    await this.ov.env.lock.run(() => this.live.flush())
+  }
+
   async sync(): Promise<void> {
     if (this.closed) throw fsError('EBADF', 'fsync', this.path)
     if (this.dir) return
