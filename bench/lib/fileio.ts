@@ -73,14 +73,30 @@ export function readAt(path: string, offset: number, length: number): Buffer {
   }
 }
 
+/** Reads `length` bytes at each offset (pread), as a database or an mmap-less index would; the time of all of them. */
+export function randomReads(path: string, offsets: number[], length: number): number {
+  const buf = Buffer.allocUnsafe(length)
+  const t0 = process.hrtime.bigint()
+  const fd = openSync(path, constants.O_RDONLY)
+  try {
+    for (const off of offsets) {
+      const n = readSync(fd, buf, 0, length, off)
+      if (n !== length) throw new Error(`${path}: short read at ${off} (${n} of ${length} bytes)`)
+    }
+  } finally {
+    closeSync(fd)
+  }
+  return Number(process.hrtime.bigint() - t0) / 1e6
+}
+
 /**
- * Times `ls -lR DIR` (output discarded but counted): every directory listed and every entry
- * stat-ed, as a build tool or a backup scan would.
+ * Times a command whose output goes to a pipe and is only counted (lines), so neither a terminal
+ * nor a file's writes land in the time.
  */
-export function lsRecursive(dir: string): Promise<{ ms: number; lines: number }> {
+export function countOutputLines(cmd: string, args: string[]): Promise<{ ms: number; lines: number }> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint()
-    const child = spawn('ls', ['-lR', '--color=never', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     let lines = 0
     let err = ''
     child.stdout.on('data', (d: Buffer) => {
@@ -90,8 +106,16 @@ export function lsRecursive(dir: string): Promise<{ ms: number; lines: number }>
     child.on('error', reject)
     child.on('close', (code) => {
       const ms = Number(process.hrtime.bigint() - t0) / 1e6
-      if (code !== 0) reject(new Error(`ls -lR ${dir} failed: ${err.trim()}`))
+      if (code !== 0) reject(new Error(`${[cmd, ...args].join(' ')} failed: ${err.trim()}`))
       else resolve({ ms, lines })
     })
   })
+}
+
+/**
+ * Times `ls -lR DIR` (output discarded but counted): every directory listed and every entry
+ * stat-ed, as a build tool or a backup scan would.
+ */
+export function lsRecursive(dir: string): Promise<{ ms: number; lines: number }> {
+  return countOutputLines('ls', ['-lR', '--color=never', dir])
 }

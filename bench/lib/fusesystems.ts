@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -42,7 +42,7 @@ export interface BenchSystem {
   teardown?(): Promise<void>
 }
 
-const repoRoot = (): string => resolve(fileURLToPath(import.meta.url), '../../../..')
+export const repoRoot = (): string => resolve(fileURLToPath(import.meta.url), '../../../..')
 const strataBin = (): string => join(repoRoot(), 'bin', 'strata.js')
 
 let counter = 0
@@ -52,17 +52,28 @@ async function freshDir(env: SystemEnv, kind: string, system: string): Promise<s
   return dir
 }
 
-async function assertMounted(mnt: string, type: string): Promise<void> {
+/** Fails unless a mount of `type` (overlay, fuse.strata...) is now at `mnt`. */
+export async function assertMounted(mnt: string, type: string): Promise<void> {
   const got = mountType(mnt)
   if (got !== type) throw new Error(`${mnt}: expected a ${type} mount after mounting, found ${got ?? 'nothing'}`)
 }
 
 /** Unmounts and waits for the daemon (if any) to end, so it does not compete with the next measurement. */
-async function unmountAndWait(mnt: string, pid: number | undefined, umount: () => Promise<unknown>): Promise<void> {
+export async function unmountAndWait(mnt: string, pid: number | undefined, umount: () => Promise<unknown>): Promise<void> {
   await umount()
   if (mountType(mnt) !== undefined) throw new Error(`${mnt} still mounted after unmount`)
   if (pid === undefined) return
-  for (let i = 0; i < 200 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 25))
+  for (let i = 0; i < 200 && running(pid); i++) await new Promise((r) => setTimeout(r, 25))
+}
+
+/** Whether a process still runs: an exited one may stay a zombie until init reaps it (here, a second or more). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return false
+  }
 }
 
 /** The data dir itself: what a disk read costs without any union filesystem. */
@@ -89,7 +100,7 @@ function overlayMount(env: SystemEnv, name: string, mount: (opts: string, mnt: s
     const d = await overlayDirs(env, name.replace(/\W+/g, '-'))
     await mount(d.opts, d.mnt)
     await assertMounted(d.mnt, type)
-    const pid = type.startsWith('fuse') ? daemonOf(d.mnt) : undefined
+    const pid = type.startsWith('fuse') ? fuseDaemonOf(d.mnt) : undefined
     return {
       root: d.mnt,
       pid,
@@ -101,7 +112,7 @@ function overlayMount(env: SystemEnv, name: string, mount: (opts: string, mnt: s
 }
 
 /** The FUSE daemon whose command line names this mount point. */
-function daemonOf(mnt: string): number | undefined {
+export function fuseDaemonOf(mnt: string): number | undefined {
   return fuseDaemons().find((d) => d.cmdline.split(' ').includes(mnt))?.pid
 }
 

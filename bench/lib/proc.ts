@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { spawn } from 'node:child_process'
 import { readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs'
 
@@ -18,10 +19,10 @@ export class CmdError extends Error {
  * Runs a command and resolves when it exits. It waits for the exit, not for its output pipes to
  * close: a mount command leaves a daemon behind that may still hold them.
  */
-export function runCmd(cmd: string, args: string[], opts: { check?: boolean; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CmdResult> {
+export function runCmd(cmd: string, args: string[], opts: { check?: boolean; timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CmdResult> {
   const { check = true, timeoutMs = 600_000 } = opts
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env })
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
@@ -44,6 +45,8 @@ export function runCmd(cmd: string, args: string[], opts: { check?: boolean; tim
 
 /** Empties the page cache, dentries and inodes, so the next read comes from the disk. */
 export function dropCaches(): void {
+  // dirty pages and inodes are not dropped: what was just written would stay cached
+  execFileSync('sync')
   writeFileSync('/proc/sys/vm/drop_caches', '3')
 }
 
