@@ -9,6 +9,8 @@ import xxhash from 'xxhash-wasm'
 import { Store, type SnapshotFs } from '../../engine/index.js'
 import { diskUsageBytes } from '../lib/proc.js'
 import { settleStore, MiB } from '../lib/storage.js'
+import type { Rows } from './rows.js'
+import { SYSTEM, type WorkloadContext } from './types.js'
 
 /**
  * Imports a stack (lowers top first) into an open store, bottom layer first, each layer a child
@@ -78,6 +80,16 @@ export interface EngineStack {
  * its own rather than the FUSE store system's: that one is held by its daemon while mounted, and
  * workloads mount it while the engine runs.
  */
+/** `openEngineStack`, or undefined once the engine's row of every table is marked failed with why. */
+export async function engineStackOr(ctx: WorkloadContext, lowers: string[], tables: Rows[]): Promise<EngineStack | undefined> {
+  try {
+    return await openEngineStack(ctx.scratch, lowers, ctx.log)
+  } catch (err) {
+    for (const t of tables) t.fail(SYSTEM.engine, err)
+    return undefined
+  }
+}
+
 export async function openEngineStack(scratch: string, lowers: string[], log: (m: string) => void): Promise<EngineStack> {
   const id = JSON.stringify(lowers)
   let entry = built.get(id)

@@ -3,12 +3,13 @@
  * 200 lower layers whose every layer also holds the directories on its path. The kernel merges
  * each of those directories through every layer; Strata's committed snapshots read a merged index.
  */
+import { dropCaches } from '../lib/proc.js'
 import { readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { openEngineStack, type EngineStack } from '../suite/engine.js'
 import type { SystemRow, TableResult, Workload, WorkloadContext } from '../suite/types.js'
 import { DEPTH_TARGET, DEPTH_TARGET_BYTES, depthLayers, lowersOf } from './layers.js'
-import { CheckError, SYSTEM, dropCachesClean, runRows, stackSystems, unavailable, usSince, withMount, type Participant } from './stacks.js'
+import { CheckError, SYSTEM, runRows, stackSystems, unavailable, usSince, withMount, type Participant } from './stacks.js'
 
 const DEPTHS = [1, 50, 200]
 const NUMBER = 5
@@ -31,7 +32,7 @@ function check(system: string, depth: number, st: { isFile(): boolean; size: num
 /** Cold then warm stats through a fresh mount, in this process (statSync: one syscall each). */
 async function statThroughMount(system: string, root: string, depth: number, warmStats: number): Promise<StatTimes> {
   const target = join(root, DEPTH_TARGET)
-  await dropCachesClean()
+  dropCaches()
   let t0 = process.hrtime.bigint()
   const st = statSync(target)
   const cold = usSince(t0)
@@ -52,7 +53,7 @@ async function engineMeasure(stack: EngineStack, depth: number, warmStats: numbe
   const fs = stack.store.fs(`l${depth - 1}`)
   // Opening the snapshot is the engine's mount: not part of the stat.
   await fs.stat('/')
-  await dropCachesClean()
+  dropCaches()
   const target = `/${DEPTH_TARGET}`
   let t0 = process.hrtime.bigint()
   const st = await fs.stat(target)

@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path'
 import { countOutputLines } from '../lib/fileio.js'
-import { apiWalk, openEngineStack, type EngineStack } from '../suite/engine.js'
+import { apiWalk, engineStackOr, type EngineStack } from '../suite/engine.js'
 import { Rows, alternate, mountAll, rowNames, runnableStacks, table, unmountAll } from '../suite/rows.js'
 import { SYSTEM, type SystemName, type TableResult, type Workload, type WorkloadContext } from '../suite/types.js'
 
@@ -29,12 +29,7 @@ async function run(ctx: WorkloadContext): Promise<TableResult[]> {
   const tables: Record<Command, Rows> = { find: new Rows(names), ls: new Rows(names) }
   const both = Object.values(tables)
   const stacks = runnableStacks(ctx, 1, false, both)
-  let engine: EngineStack | undefined
-  try {
-    engine = await openEngineStack(ctx.scratch, lowers, ctx.log)
-  } catch (err) {
-    for (const t of both) t.fail(SYSTEM.engine, err)
-  }
+  const engine = await engineStackOr(ctx, lowers, both)
   const mounts = await mountAll(stacks, lowers, { writable: false }, both)
   try {
     for (const cmd of Object.keys(COMMANDS) as Command[]) {

@@ -7,7 +7,7 @@ import { randomReads, readAt } from '../lib/fileio.js'
 import { dropCaches } from '../lib/proc.js'
 import { Prng } from '../lib/random.js'
 import { KiB, MiB } from '../lib/storage.js'
-import { apiRandomReads, apiReadAt, openEngineStack, type EngineStack } from '../suite/engine.js'
+import { apiRandomReads, apiReadAt, engineStackOr, type EngineStack } from '../suite/engine.js'
 import { Rows, alternate, errorText, mountAll, rowNames, runnableStacks, table, unmountAll, type Sample } from '../suite/rows.js'
 import { SYSTEM, type SystemName, type TableResult, type Workload, type WorkloadContext } from '../suite/types.js'
 
@@ -37,12 +37,7 @@ async function run(ctx: WorkloadContext): Promise<TableResult[]> {
   const warm = new Rows(names)
   const cold = new Rows(names)
   const stacks = runnableStacks(ctx, 1, false, [warm, cold])
-  let engine: EngineStack | undefined
-  try {
-    engine = await openEngineStack(ctx.scratch, lowers, ctx.log)
-  } catch (err) {
-    for (const t of [warm, cold]) t.fail(SYSTEM.engine, err)
-  }
+  const engine = await engineStackOr(ctx, lowers, [warm, cold])
   const engineReader = (e: EngineStack): Reader => ({
     name: SYSTEM.engine,
     reads: () => apiRandomReads(e.store.fs(e.snap), '/big', offsets, BLOCK),

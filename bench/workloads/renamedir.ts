@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { openEngineStack, type EngineStack } from '../suite/engine.js'
 import type { TableResult, Workload, WorkloadContext } from '../suite/types.js'
 import { fileContent } from './layers.js'
-import { CheckError, SYSTEM, runRows, stackSystems, unavailable, withMount, type Participant, type RepResult } from './stacks.js'
+import { CheckError, SYSTEM, engineParticipant, runRows, stackSystems, unavailable, withMount, type Participant, type RepResult } from './stacks.js'
 
 const NUMBER = 7
 const FILES = 1000
@@ -78,17 +78,7 @@ async function run(ctx: WorkloadContext): Promise<TableResult[]> {
   const engine = engineSkip === undefined ? await openEngineStack(ctx.scratch, [lower], ctx.log) : undefined
   try {
     if (engine) {
-      participants.push({
-        name: SYSTEM.engine,
-        run: async (rep) => {
-          const key = `renamedir-${rep}`
-          try {
-            return await renameOnEngine(engine, key)
-          } finally {
-            await engine.store.remove(key).catch(() => {})
-          }
-        },
-      })
+      participants.push(engineParticipant(engine, 'renamedir', (key) => renameOnEngine(engine, key)))
     } else skips.push({ name: SYSTEM.engine, skipped: engineSkip! })
     ctx.log(`renamedir: ${FILES} files, ${participants.length} systems × ${ctx.reps} repetitions`)
     const rows = await runRows(ctx, ['rename'], participants, skips)

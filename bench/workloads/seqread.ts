@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { sequentialRead, type ReadResult } from '../lib/fileio.js'
 import { dropCaches } from '../lib/proc.js'
 import { MiB } from '../lib/storage.js'
-import { apiSequentialRead, openEngineStack, type EngineStack } from '../suite/engine.js'
+import { apiSequentialRead, engineStackOr, type EngineStack } from '../suite/engine.js'
 import { Rows, alternate, errorText, mountAll, rowNames, runnableStacks, table, unmountAll } from '../suite/rows.js'
 import { SYSTEM, type StackMount, type SystemName, type TableResult, type Workload, type WorkloadContext } from '../suite/types.js'
 
@@ -24,12 +24,7 @@ async function run(ctx: WorkloadContext): Promise<TableResult[]> {
   const warm = new Rows(names)
   const cold = new Rows(names)
   const stacks = runnableStacks(ctx, 1, false, [warm, cold])
-  let engine: EngineStack | undefined
-  try {
-    engine = await openEngineStack(ctx.scratch, lowers, ctx.log)
-  } catch (err) {
-    for (const t of [warm, cold]) t.fail(SYSTEM.engine, err)
-  }
+  const engine = await engineStackOr(ctx, lowers, [warm, cold])
   try {
     const apiRead = (digest: boolean): Promise<ReadResult> => apiSequentialRead(engine!.store.fs(engine!.snap), '/big', { digest })
 

@@ -10,7 +10,7 @@ import { KiB } from '../lib/storage.js'
 import { openEngineStack, type EngineStack } from '../suite/engine.js'
 import type { SystemRow, TableResult, Workload, WorkloadContext } from '../suite/types.js'
 import { fileContent } from './layers.js'
-import { CheckError, SYSTEM, runRows, stackSystems, syncFs, unavailable, withMount, type Participant, type RepResult } from './stacks.js'
+import { CheckError, SYSTEM, engineParticipant, runRows, stackSystems, syncFs, unavailable, withMount, type Participant, type RepResult } from './stacks.js'
 
 const NUMBER = 6
 const DIRS = 100
@@ -152,17 +152,7 @@ async function run(ctx: WorkloadContext): Promise<TableResult[]> {
   const engine = engineSkip === undefined ? await openEngineStack(ctx.scratch, [lower], ctx.log) : undefined
   try {
     if (engine) {
-      participants.push({
-        name: SYSTEM.engine,
-        run: async (rep) => {
-          const key = `smallfiles-${rep}`
-          try {
-            return await createDelete(SYSTEM.engine, await engineOps(engine, key), plan)
-          } finally {
-            await engine.store.remove(key).catch(() => {})
-          }
-        },
-      })
+      participants.push(engineParticipant(engine, 'smallfiles', async (key) => createDelete(SYSTEM.engine, await engineOps(engine, key), plan)))
     } else skips.push({ name: SYSTEM.engine, skipped: engineSkip! })
     ctx.log(`smallfiles: ${files} files, ${participants.length} systems × ${ctx.reps} repetitions`)
     return tables(plan, await runRows(ctx, ['create', 'delete'], participants, skips))

@@ -3,7 +3,8 @@
  * alternated within each repetition, and turning what they measured into rows of the contract.
  */
 import { alternate } from '../lib/fuseworkloads.js'
-import { dropCaches, runCmd } from '../lib/proc.js'
+import { runCmd } from '../lib/proc.js'
+import type { EngineStack } from '../suite/engine.js'
 import { notApplicable } from '../suite/systems.js'
 import { SYSTEM, type StackMount, type StackSystem, type SystemName, type SystemRow, type WorkloadContext } from '../suite/types.js'
 
@@ -102,12 +103,21 @@ export async function syncFs(path: string): Promise<void> {
 }
 
 /**
- * sync(1), then drop the page cache, dentries and inodes: drop_caches leaves dirty pages and
- * inodes in memory, so without the sync a just-written layer dir or store stays cached.
+ * The engine as a participant: each repetition on a fresh active snapshot of its stack, named
+ * `<prefix>-<rep>` and removed afterwards.
  */
-export async function dropCachesClean(): Promise<void> {
-  await runCmd('sync', [])
-  dropCaches()
+export function engineParticipant(engine: EngineStack, prefix: string, run: (key: string) => Promise<RepResult>): Participant {
+  return {
+    name: SYSTEM.engine,
+    run: async (rep) => {
+      const key = `${prefix}-${rep}`
+      try {
+        return await run(key)
+      } finally {
+        await engine.store.remove(key).catch(() => {})
+      }
+    },
+  }
 }
 
 /** Microseconds since `t0` (process.hrtime.bigint()). */
