@@ -110,7 +110,8 @@ export class FileHandle {
    */
   async flush(): Promise<void> {
     if (this.closed) throw fsError('EBADF', 'flush', this.path)
-    if (this.dir) return
+    // a reader has nothing to hand over, and need not wait for the store's lock behind writers
+    if (this.dir || (this.flags & ACCMODE) === O_RDONLY) return
     await this.ov.env.lock.run(() => this.live.flush())
   }
 

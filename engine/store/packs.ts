@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, fsyncSync, openSync, read, readSync, readdirSync, mkdirSync, constants } from 'node:fs'
+import { closeSync, fsyncSync, openSync, read, readSync, readdirSync, mkdirSync, statSync, constants } from 'node:fs'
 import { open, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isCode } from '../errors.js'
@@ -95,14 +95,7 @@ export class Packs {
 
   /** Every pack file on disk with its size. */
   list(): { id: number; size: number }[] {
-    return Packs.idsIn(this.dir).sort((a, b) => a - b).map((id) => {
-      const fd = openSync(this.path(id), 'r')
-      try {
-        return { id, size: fstatSync(fd).size }
-      } finally {
-        closeSync(fd)
-      }
-    })
+    return Packs.idsIn(this.dir).sort((a, b) => a - b).map((id) => ({ id, size: statSync(this.path(id)).size }))
   }
 
   /** The pack new chunks go to, if one is open (gc leaves it alone). */
