@@ -48,8 +48,10 @@ export class StoreLayer implements UpperWriter {
 
   readonly keepsHardLinks = true
 
+  // Lookups read on the calling thread (Db.getSync): a stat in an active snapshot is several of
+  // them, and each trip through libuv's pool cost more than the read itself.
   async entry(dirIno: number, name: string): Promise<EntryRecord | undefined> {
-    return this.db.get<EntryRecord>(entryKey(this.id, dirIno, name))
+    return this.db.getSync<EntryRecord>(entryKey(this.id, dirIno, name))
   }
 
   async entries(dirIno: number): Promise<Array<[string, EntryRecord]>> {
@@ -60,7 +62,7 @@ export class StoreLayer implements UpperWriter {
   }
 
   async inode(ino: number): Promise<InodeRecord | undefined> {
-    return this.db.get<InodeRecord>(inodeKey(this.id, ino))
+    return this.db.getSync<InodeRecord>(inodeKey(this.id, ino))
   }
 
   putEntry(txn: UpperTxn, dirIno: number, name: string, rec: EntryRecord): void {
