@@ -1,9 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Store } from '../engine/index.js'
 
 const MiB = 1024 * 1024
+const PREFIX = 'strata-warmup-'
+/** A warm-up takes well under a second; an older dir is what a daemon killed during one left. */
+const LEFTOVER_AGE_MS = 10 * 60 * 1000
 
 /**
  * Runs the engine's write path once on a throwaway store, in the background once a writable
@@ -14,7 +17,8 @@ const MiB = 1024 * 1024
  * like the big files whose copy-up this is about; it costs a few MiB of temp space for a moment.
  */
 export async function warmWritePath(): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'strata-warmup-'))
+  await removeLeftovers()
+  const dir = await mkdtemp(join(tmpdir(), PREFIX))
   try {
     const store = await Store.open({ path: dir, cacheBytes: 4 * MiB })
     try {
@@ -40,5 +44,17 @@ export async function warmWritePath(): Promise<void> {
     }
   } finally {
     await rm(dir, { recursive: true, force: true })
+  }
+}
+
+async function removeLeftovers(): Promise<void> {
+  for (const name of await readdir(tmpdir())) {
+    if (!name.startsWith(PREFIX)) continue
+    const path = join(tmpdir(), name)
+    try {
+      if (Date.now() - (await stat(path)).mtimeMs > LEFTOVER_AGE_MS) await rm(path, { recursive: true, force: true })
+    } catch {
+      // gone already, or not ours to remove
+    }
   }
 }
