@@ -96,17 +96,24 @@ export class ChunkStore {
   }
 
   /** A chunk's body as stored, read on libuv's pool; undefined if it is not stored. */
-  async readStored(hex: string, path?: string): Promise<Buffer | undefined> {
-    for (let attempt = 0; ; attempt++) {
-      const [where, inline] = await this.db.getManyRaw([packedKey(hex), chunkKey(hex)])
-      if (where === undefined) return inline
-      const p = decodePointer(where)
-      try {
-        return await this.db.packs.readSpan(p.pack, p.offset, p.length)
-      } catch (err) {
-        if (err instanceof PackGoneError && attempt === 0) continue
-        throw fsError('EIO', 'read', path, `chunk ${hex}: ${(err as Error).message}`)
-      }
+  readStored(hex: string, path?: string): Promise<Buffer | undefined> {
+    return this.lookUpAndRead(hex, path, true)
+  }
+
+  private async lookUpAndRead(hex: string, path: string | undefined, retry: boolean): Promise<Buffer | undefined> {
+    const [where, inline] = await this.db.getManyRaw([packedKey(hex), chunkKey(hex)])
+    return where === undefined ? inline : this.readPacked(hex, where, path, retry)
+  }
+
+  /** The body a `P/` pointer names, read on libuv's pool. */
+  private async readPacked(hex: string, where: Buffer, path: string | undefined, retry = true): Promise<Buffer | undefined> {
+    const p = decodePointer(where)
+    try {
+      return await this.db.packs.readSpan(p.pack, p.offset, p.length)
+    } catch (err) {
+      // gc moved the chunk to another pack between the lookup and the read: look it up again, once
+      if (err instanceof PackGoneError && retry) return this.lookUpAndRead(hex, path, false)
+      throw fsError('EIO', 'read', path, `chunk ${hex}: ${(err as Error).message}`)
     }
   }
 
@@ -232,17 +239,7 @@ export class ChunkStore {
   private async readManyStored(ids: string[]): Promise<(Buffer | undefined)[]> {
     if (ids.length === 0) return []
     const found = await this.db.getManyRaw([...ids.map(packedKey), ...ids.map(chunkKey)])
-    return Promise.all(ids.map(async (id, i) => {
-      const where = found[i]
-      if (where === undefined) return found[ids.length + i]
-      const p = decodePointer(where)
-      try {
-        return await this.db.packs.readSpan(p.pack, p.offset, p.length)
-      } catch (err) {
-        if (err instanceof PackGoneError) return this.readStored(id)
-        throw fsError('EIO', 'read', undefined, `chunk ${id}: ${(err as Error).message}`)
-      }
-    }))
+    return Promise.all(ids.map((id, i) => (found[i] === undefined ? found[ids.length + i] : this.readPacked(id, found[i]!, undefined))))
   }
 
   /** Bytes of chunk data in the cache. */

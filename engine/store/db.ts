@@ -99,7 +99,7 @@ export class Db {
 
   /** `get` on the calling thread: for the small records of a lookup, far cheaper than a trip through libuv's pool. */
   getSync<T>(key: string): T | undefined {
-    const raw = this.level.getSync(key)
+    const raw = this.getRawSync(key)
     return raw === undefined ? undefined : decode<T>(raw)
   }
 
