@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Db } from './store/db.js'
@@ -17,7 +18,7 @@ import { T, type LowerTree } from './overlay/node.js'
 import { copyUpRecord } from './overlay/copyup.js'
 import { SnapshotFs } from './snapshotfs.js'
 import { fsError } from './errors.js'
-import { assertCommittedParent, assertFree, checkCreds, checkKey, checkLabels } from './validate.js'
+import { IMPORT_KEY_PREFIX, assertCommittedParent, assertFree, assertNotReserved, checkCreds, checkKey, checkLabels, isImportKey } from './validate.js'
 import { collectGarbage } from './store/gc.js'
 import { checkStore } from './store/fsck.js'
 import { layerUsage } from './store/usage.js'
@@ -61,6 +62,8 @@ export class Store {
   private readonly overlays = new Map<string, Overlay>()
   private readonly liveTables = new Map<string, Map<number, LiveInode>>()
   private readonly holds = new Map<string, { reason: string; shared: boolean }[]>()
+  /** Temporary snapshots of the imports running in this process (`withImportSnapshot`). */
+  private readonly importing = new Set<string>()
   private closed = false
 
   private constructor(db: Db, chunks: ChunkStore) {
@@ -110,21 +113,52 @@ export class Store {
     this.assertOpen()
     return this.lock.run(async () => {
       await assertFree(this.db, key, 'prepare')
-      const p = await this.committedParent(parent, 'prepare')
-      const tree = await this.tree(p)
-      const layer = `l${(await this.layers.alloc()).toString(16)}`
-      const now = Date.now()
-      const rootRec: InodeRecord = p === ''
-        ? { mode: 0o40755, uid: 0, gid: 0, rdev: 0, size: 0, nlink: 2, atime: nowTimespec(), mtime: nowTimespec(), ctime: nowTimespec() }
-        : copyUpRecord(await tree.inode(tree.root))
-      const rec: SnapshotRecord = { kind: 'active', parent: p, layer, labels: checkLabels(opts.labels, 'prepare', key), created: now, updated: now }
-      const txn = this.db.txn()
-      txn.put(layerKey(layer), { sealed: false, created: now } satisfies LayerRecord)
-      txn.put(inodeKey(layer, ROOT_INO), rootRec)
-      txn.put(snapshotKey(key), rec)
-      await txn.commit(true)
-      return info(key, rec)
+      return this.createActive(key, parent, opts)
     })
+  }
+
+  /**
+   * Runs `fill` on a new temporary active snapshot on `parent` (the key is passed to it); `fill`
+   * commits it under the import's name. A failure removes it. While `fill` runs the key is
+   * recorded as in flight, so gc leaves it alone; one that a killed process left is an orphan.
+   * Internal: the importers' one way to make their temporary snapshot.
+   */
+  async withImportSnapshot<R>(parent: string, fill: (key: string) => Promise<R>): Promise<R> {
+    this.assertOpen()
+    const key = `${IMPORT_KEY_PREFIX}${randomBytes(8).toString('hex')}`
+    this.importing.add(key)
+    try {
+      await this.lock.run(async () => {
+        if (await this.db.get(snapshotKey(key))) throw fsError('EEXIST', 'prepare', key, `snapshot '${key}' already exists`)
+        await this.createActive(key, parent, {})
+      })
+      try {
+        return await fill(key)
+      } catch (err) {
+        await this.remove(key).catch(() => undefined)
+        throw err
+      }
+    } finally {
+      this.importing.delete(key)
+    }
+  }
+
+  /** Writes a new active snapshot's records; the caller holds the lock and has checked the key. */
+  private async createActive(key: string, parent: string | undefined, opts: { labels?: Record<string, string> }): Promise<SnapshotInfo> {
+    const p = await this.committedParent(parent, 'prepare')
+    const tree = await this.tree(p)
+    const layer = `l${(await this.layers.alloc()).toString(16)}`
+    const now = Date.now()
+    const rootRec: InodeRecord = p === ''
+      ? { mode: 0o40755, uid: 0, gid: 0, rdev: 0, size: 0, nlink: 2, atime: nowTimespec(), mtime: nowTimespec(), ctime: nowTimespec() }
+      : copyUpRecord(await tree.inode(tree.root))
+    const rec: SnapshotRecord = { kind: 'active', parent: p, layer, labels: checkLabels(opts.labels, 'prepare', key), created: now, updated: now }
+    const txn = this.db.txn()
+    txn.put(layerKey(layer), { sealed: false, created: now } satisfies LayerRecord)
+    txn.put(inodeKey(layer, ROOT_INO), rootRec)
+    txn.put(snapshotKey(key), rec)
+    await txn.commit(true)
+    return info(key, rec)
   }
 
   /** A read-only view of a committed snapshot's tree. */
@@ -155,6 +189,7 @@ export class Store {
       if (r.kind !== 'active' || !r.layer) throw fsError('EINVAL', 'commit', key, `'${key}' is ${r.kind}; only active snapshots can be committed`)
       this.assertNotHeld(key, 'commit')
       if (name !== key) await assertFree(this.db, name, 'commit')
+      else assertNotReserved(name, 'commit')
       const live = this.liveTables.get(key)
       if (live && live.size > 0) throw fsError('EBUSY', 'commit', key, `'${key}' has ${live.size} open file(s); close them before committing`)
       const layer = await LoadedLayer.load(new StoreLayer(r.layer, this.db))
@@ -394,8 +429,26 @@ export class Store {
     return this.lock.run(async () => {
       await this.flushAll()
       const openRecords = [...this.liveTables.values()].flatMap((m) => [...m.values()].map((l) => l.storedRecord()))
-      return collectGarbage(this.db, this.chunks, this.nodeCache, openRecords)
+      const orphans = await this.orphanImports()
+      const report = await collectGarbage(this.db, this.chunks, this.nodeCache, openRecords, orphans)
+      for (const key of orphans) this.dropOverlay(key)
+      return report
     })
+  }
+
+  /**
+   * Temporary snapshots of imports that no longer run. LevelDB admits one process to the store,
+   * so an import can only be running in this one: any other was in a process that is gone. Keys
+   * a mount holds or with files open here are spared, as a user may have opened one to look.
+   */
+  private async orphanImports(): Promise<string[]> {
+    const orphans: string[] = []
+    for await (const [key, r] of this.records()) {
+      if (!isImportKey(key) || r.kind !== 'active' || this.importing.has(key) || this.holds.has(key)) continue
+      if ((this.liveTables.get(key)?.size ?? 0) > 0) continue
+      orphans.push(key)
+    }
+    return orphans
   }
 
   async fsck(opts: { verifyData?: boolean } = {}): Promise<FsckReport> {

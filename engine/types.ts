@@ -93,6 +93,8 @@ export interface FsckReport {
 }
 
 export interface GcReport {
+  /** Temporary snapshots (`.import-*`) of imports whose process was killed, removed with their layers. */
+  orphansRemoved: number
   chunksRemoved: number
   /** Bytes of the chunks removed. */
   bytesRemoved: number

@@ -14,9 +14,24 @@ export function checkKey(key: unknown, syscall: string): string {
   return key
 }
 
-/** Refuses a key or name that a snapshot has already. */
+/**
+ * Keys of the temporary active snapshots that imports fill before committing them under the
+ * requested name. The prefix is the store's own: a snapshot under it that no import of the
+ * process holding the store is filling is left over from a killed one, and gc removes it.
+ */
+export const IMPORT_KEY_PREFIX = '.import-'
+
+export const isImportKey = (key: string): boolean => key.startsWith(IMPORT_KEY_PREFIX)
+
+/** Refuses a name under the prefix reserved for imports' temporary snapshots. */
+export function assertNotReserved(key: string, syscall: string): void {
+  if (isImportKey(key)) throw fsError('EINVAL', syscall, key, `names starting with '${IMPORT_KEY_PREFIX}' are reserved for the temporary snapshots of imports`)
+}
+
+/** Refuses a key or name that a snapshot has already, or that is reserved. */
 export async function assertFree(db: Db, key: string, syscall: string): Promise<void> {
-  if (await db.get(snapshotKey(checkKey(key, syscall)))) throw fsError('EEXIST', syscall, key, `snapshot '${key}' already exists`)
+  assertNotReserved(checkKey(key, syscall), syscall)
+  if (await db.get(snapshotKey(key))) throw fsError('EEXIST', syscall, key, `snapshot '${key}' already exists`)
 }
 
 /** Only committed snapshots can be parents. */

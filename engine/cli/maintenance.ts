@@ -13,6 +13,7 @@ export function registerMaintenance(program: Command): void {
         if (json) return printJson(report)
         printText(
           table(null, [
+            ['interrupted imports removed', String(report.orphansRemoved)],
             ['chunks removed', `${report.chunksRemoved} (${humanBytes(report.bytesRemoved)})`],
             ['index nodes removed', String(report.nodesRemoved)],
             ['layers removed', String(report.layersRemoved)],

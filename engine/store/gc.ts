@@ -2,7 +2,7 @@ import type { Db } from './db.js'
 import type { ChunkStore } from './chunks.js'
 import { refHex } from './chunks.js'
 import { referencedChunks } from './filedata.js'
-import { CHUNK_PREFIX, LAYER_PREFIX, NODE_PREFIX, PACKED_PREFIX, SNAPSHOT_PREFIX, layerKey } from './keys.js'
+import { CHUNK_PREFIX, LAYER_PREFIX, NODE_PREFIX, PACKED_PREFIX, SNAPSHOT_PREFIX, layerKey, snapshotKey } from './keys.js'
 import { decodePointer, type PackPointer } from './packs.js'
 import { decode } from './codec.js'
 import { StoreLayer } from './layer.js'
@@ -19,9 +19,16 @@ const REPACK_BATCH_BYTES = 32 * 1024 * 1024
 /**
  * Mark and sweep. Live: layers named by a snapshot, index nodes reachable from a committed
  * snapshot's root, chunks used by a live layer's inode or by a file still open. Everything else
- * goes, in batches; a crash midway leaves only garbage that the next gc removes.
+ * goes, in batches; a crash midway leaves only garbage that the next gc removes. `orphans` are
+ * snapshot keys to delete first (imports' temporary snapshots that no import fills any more):
+ * their layers are then swept like any other.
  */
-export async function collectGarbage(db: Db, chunks: ChunkStore, cache: NodeCache, openRecords: InodeRecord[]): Promise<GcReport> {
+export async function collectGarbage(db: Db, chunks: ChunkStore, cache: NodeCache, openRecords: InodeRecord[], orphans: string[] = []): Promise<GcReport> {
+  if (orphans.length > 0) {
+    const drop = db.txn()
+    for (const key of orphans) drop.del(snapshotKey(key))
+    await drop.commit(true)
+  }
   const liveLayers = new Set<string>()
   const liveNodes = new Set<string>()
   for await (const [, v] of db.scan(SNAPSHOT_PREFIX)) {
@@ -36,7 +43,7 @@ export async function collectGarbage(db: Db, chunks: ChunkStore, cache: NodeCach
   for (const layer of liveLayers) for await (const [, rec] of new StoreLayer(layer, db).inodes()) await mark(rec)
   for (const rec of openRecords) await mark(rec)
 
-  const report: GcReport = { chunksRemoved: 0, bytesRemoved: 0, nodesRemoved: 0, layersRemoved: 0, packsRemoved: 0, bytesRepacked: 0, packBytesFreed: 0 }
+  const report: GcReport = { orphansRemoved: orphans.length, chunksRemoved: 0, bytesRemoved: 0, nodesRemoved: 0, layersRemoved: 0, packsRemoved: 0, bytesRepacked: 0, packBytesFreed: 0 }
   let txn = db.txn()
   const flushIfFull = async (): Promise<void> => {
     if (txn.size >= BATCH) { await txn.commit(); txn = db.txn() }

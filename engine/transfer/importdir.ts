@@ -1,5 +1,4 @@
 import { lstat, stat } from 'node:fs/promises'
-import { randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
 import type { Store } from '../store.js'
 import { StoreLayer } from '../store/layer.js'
@@ -35,9 +34,7 @@ export async function snapshotDir(store: Store, dir: string, opts: SnapshotDirOp
   const scan = new HostScan(storeStat ? hostKey(storeStat) : undefined)
   const root = await scan.tree(rootPath, rootStat).catch((err: unknown) => { throw hostError(err, 'snapshotDir', rootPath) })
 
-  const tmpKey = `.import-${randomBytes(8).toString('hex')}`
-  await store.prepare(tmpKey, parent)
-  try {
+  return store.withImportSnapshot(parent, async (tmpKey) => {
     const fsOpts: FsOptions = { redirectDir: opts.redirectDir, redirectMax: opts.redirectMax, redirectAlwaysFollow: opts.redirectAlwaysFollow }
     const fs = store.fs(tmpKey, fsOpts)
     const pop = new Populator(await store.overlayFor(tmpKey, fsOpts), 'snapshotDir')
@@ -49,8 +46,5 @@ export async function snapshotDir(store: Store, dir: string, opts: SnapshotDirOp
     await pop.flush()
     progress?.(importer.done, scan.bytes, rootPath)
     return await store.commit(name, tmpKey, { labels })
-  } catch (err) {
-    await store.remove(tmpKey).catch(() => undefined)
-    throw hostError(err, 'snapshotDir', rootPath)
-  }
+  }).catch((err: unknown) => { throw hostError(err, 'snapshotDir', rootPath) })
 }

@@ -1,5 +1,4 @@
 import { stat } from 'node:fs/promises'
-import { randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
 import type { Header } from 'tar-stream'
 import type { Store } from '../store.js'
@@ -43,18 +42,13 @@ export async function importOciLayer(store: Store, source: string, opts: ImportL
   const check = new LayerPlan(parentTree, SYSCALL)
   await readLayerTar(file, SYSCALL, async (h) => { await planMember(check, h) }, (n) => progress?.(n, 2 * size, file))
 
-  const tmpKey = `.import-${randomBytes(8).toString('hex')}`
-  await store.prepare(tmpKey, parent)
-  try {
+  return store.withImportSnapshot(parent, async (tmpKey) => {
     const applier = await LayerApplier.open(store, tmpKey, parentTree)
     await readLayerTar(file, SYSCALL, (h, body) => applier.member(h, body), (n) => progress?.(size + n, 2 * size, file))
     await applier.finish()
     progress?.(2 * size, 2 * size, file)
     return await store.commit(name, tmpKey, { labels })
-  } catch (err) {
-    await store.remove(tmpKey).catch(() => undefined)
-    throw err
-  }
+  })
 }
 
 /** What one member does, as the plan decided it; the checking pass stops there. */

@@ -1,6 +1,5 @@
 import { constants } from 'node:fs'
 import { lstat, open, stat } from 'node:fs/promises'
-import { randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
 import { setImmediate } from 'node:timers/promises'
 import type { Store } from '../store.js'
@@ -69,16 +68,11 @@ export async function importOverlayDir(store: Store, dir: string, opts: OverlayI
     .then((tree) => reader.read(tree))
     .catch((err: unknown) => { throw hostError(err, SYSCALL, rootPath) })
 
-  const tmpKey = `.import-${randomBytes(8).toString('hex')}`
-  await store.prepare(tmpKey, parent)
-  try {
+  return store.withImportSnapshot(parent, async (tmpKey) => {
     const writer = new LayerWriter(await store.overlayFor(tmpKey, {}), reader.names, progress)
     await writer.write(root)
     return await store.commit(name, tmpKey, { labels })
-  } catch (err) {
-    await store.remove(tmpKey).catch(() => undefined)
-    throw hostError(err, SYSCALL, rootPath)
-  }
+  }).catch((err: unknown) => { throw hostError(err, SYSCALL, rootPath) })
 }
 
 /** One name of the layer dir, as the kernel reads it. */
