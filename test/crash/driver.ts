@@ -12,7 +12,7 @@ import { applyChanges, writerFile } from './trees.js'
  *   driver.js commit STORE PARENT NAME SEED              prepare, applyChanges(SEED), commit
  *   driver.js gc STORE                                   gc, its report on the done line
  *   driver.js import STORE TAR NAME [--loop]             importLayer of an OCI tar
- *   driver.js writer DIR LOG SEED ROUND COUNT            files written + fsynced into DIR (a mount)
+ *   driver.js writer DIR LOG SEED ROUND COUNT|forever    files written + fsynced into DIR (a mount)
  */
 
 const say = (line: string): void => { process.stdout.write(`${line}\n`) }
@@ -71,8 +71,9 @@ async function main(argv: string[]): Promise<void> {
           await store.prepare(key, parent)
           const fs = store.fs(key)
           await applyChanges({
-            writeFile: (p, d) => fs.writeFile(p, d),
-            mkdir: async (p) => { await fs.mkdir(p) },
+            // the modes a process with umask 022 gets, as on the host side
+            writeFile: (p, d) => fs.writeFile(p, d, { mode: 0o644 }),
+            mkdir: async (p) => { await fs.mkdir(p, 0o755) },
             rename: (x, y) => fs.rename(x, y),
             unlink: (p) => fs.unlink(p),
             chmod: (p, m) => fs.chmod(p, m),
@@ -90,7 +91,7 @@ async function main(argv: string[]): Promise<void> {
     case 'import':
       return withStore(a[0], (store) => repeat(loop, a[2], (name) => store.importLayer(a[1], { format: 'oci', name })))
     case 'writer':
-      return writer(a[0], a[1], Number(a[2]), Number(a[3]), Number(a[4]))
+      return writer(a[0], a[1], Number(a[2]), Number(a[3]), a[4] === 'forever' ? Infinity : Number(a[4]))
     default:
       throw new Error(`unknown operation '${String(op)}'`)
   }

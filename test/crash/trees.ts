@@ -42,8 +42,9 @@ export async function makeTree(dir: string, seed: number): Promise<void> {
 export async function mutateTree(from: string, to: string, seed: number): Promise<void> {
   execFileSync('cp', ['-a', from, to])
   const rng = new Rng(seed)
-  for (let i = 0; i < 6; i++) await writeFile(join(to, `d${rng.int(8)}`, `f${rng.int(25)}`), rng.bytes(rng.int(6000)))
-  for (let i = 0; i < 3; i++) await rm(join(to, `d${rng.int(8)}`, `f${rng.int(25)}`), { force: true })
+  // d5..d7 may be gone: an earlier rebuild removed one
+  for (let i = 0; i < 6; i++) await writeFile(join(to, `d${rng.int(5)}`, `f${rng.int(25)}`), rng.bytes(rng.int(6000)))
+  for (let i = 0; i < 3; i++) await rm(join(to, `d${rng.int(5)}`, `f${rng.int(25)}`), { force: true })
   await rm(join(to, `d${5 + rng.int(3)}`), { recursive: true, force: true })
   const added = join(to, `new${seed}`)
   await mkdir(added, { recursive: true })
