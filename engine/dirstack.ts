@@ -34,6 +34,8 @@ export interface DirStackOptions extends OverlayOptions {
 export interface StackBase {
   tree: LowerTree
   chunks: ChunkStore
+  /** The snapshot's name, for errors about its data. */
+  snapshot?: string
 }
 
 const DIR_STACK_DEV = 0x53544b
@@ -78,7 +80,7 @@ export async function openDirOverlay(opts: DirStackOptions, base?: StackBase): P
   }
   const layers: UpperLayer[] = lowers.map((d) => new DirLayer(d, { userxattr: opts.userxattr, allocIno: allocDirLayerIno }))
   const lower = stackLayers(layers, base?.tree ?? new EmptyTree(), redirect, () => false)
-  const env = { chunks: base?.chunks, lock: new Mutex(), allocIno: async () => allocDirLayerIno() }
+  const env = { chunks: base?.chunks, lock: new Mutex(), allocIno: async () => allocDirLayerIno(), snapshot: base?.snapshot }
   return new Overlay(env, upper, lower, redirect, 'no upper dir', new Map())
 }
 

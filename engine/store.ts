@@ -21,6 +21,7 @@ import { fsError } from './errors.js'
 import { IMPORT_KEY_PREFIX, assertCommittedParent, assertFree, assertNotReserved, checkCreds, checkKey, checkLabels, isImportKey } from './validate.js'
 import { collectGarbage } from './store/gc.js'
 import { checkStore } from './store/fsck.js'
+import { newDamage, reportDamage } from './store/damage.js'
 import { layerUsage } from './store/usage.js'
 import { snapshotDir } from './transfer/importdir.js'
 import { checkout } from './transfer/checkout.js'
@@ -328,7 +329,7 @@ export class Store {
     let ov: Promise<Overlay> | undefined
     const open = (): Promise<Overlay> => {
       this.assertOpen()
-      ov ??= this.tree(opts.base).then((tree) => openDirOverlay(opts, { tree, chunks: this.chunks }))
+      ov ??= this.tree(opts.base).then((tree) => openDirOverlay(opts, { tree, chunks: this.chunks, snapshot: opts.base }))
       return ov
     }
     return new SnapshotFs(open, creds, this.dev)
@@ -347,7 +348,7 @@ export class Store {
       const redirect = redirectConfig(opts)
       let live = this.liveTables.get(key)
       if (!live) this.liveTables.set(key, (live = new Map()))
-      const env = { db: this.db, chunks: this.chunks, lock: this.lock, allocIno: () => this.inos.alloc() }
+      const env = { db: this.db, chunks: this.chunks, lock: this.lock, allocIno: () => this.inos.alloc(), snapshot: key }
       if (r.kind === 'active') ov = new Overlay(env, new StoreLayer(r.layer!, this.db, this.chunks), await this.tree(r.parent), redirect, 'active', live)
       else if (r.kind === 'view') ov = new Overlay(env, null, await this.tree(r.parent), redirect, `'${key}' is a view`, live)
       else ov = new Overlay(env, null, await this.tree(key), redirect, `'${key}' is committed`, live)
@@ -455,7 +456,8 @@ export class Store {
     this.assertOpen()
     return this.lock.run(async () => {
       await this.flushAll()
-      return checkStore(this.db, this.chunks, opts)
+      const damage = newDamage()
+      return reportDamage(this, await checkStore(this.db, this.chunks, opts, damage), damage)
     })
   }
 

@@ -89,7 +89,11 @@ export interface DiffEntry {
 export interface FsckReport {
   ok: boolean
   problems: string[]
-  checked: { snapshots: number; layers: number; inodes: number; chunks: number; nodes: number }
+  checked: {
+    snapshots: number; layers: number; inodes: number; chunks: number; nodes: number
+    /** With verifyData: inline contents written before format 3, which have no checksum to verify them by. */
+    unverifiable?: number
+  }
 }
 
 export interface GcReport {

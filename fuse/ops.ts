@@ -46,7 +46,11 @@ const fail = (code: string): Errno => new Errno(ERRNO[code] ?? ERRNO.EIO!)
 function errnoOf(err: unknown): number {
   if (err instanceof Errno) return err.errno
   const code = (err as { code?: unknown }).code
-  if (typeof code === 'string' && ERRNO[code] !== undefined) return ERRNO[code]!
+  if (typeof code === 'string' && ERRNO[code] !== undefined) {
+    // damaged or missing data: the reader gets EIO alone, the log says which snapshot, path and chunk
+    if (code === 'EIO') process.stderr.write(`strata fuse: ${(err as Error).message}\n`)
+    return ERRNO[code]!
+  }
   process.stderr.write(`strata fuse: internal error: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
   return ERRNO.EIO!
 }

@@ -229,7 +229,7 @@ test('a read of a chunk missing from the store fails with EIO naming the file', 
     await txn.commit()
     await rejectsWith(store.fs('base').readFile('/f'), 'EIO', '/f')
     // read-ahead of the missing chunk rejects only its own promise, and only when it is used
-    const ahead = store.chunks.prefetch(keys.map((k) => Buffer.from(k.slice(2), 'hex')), '/f')
+    const ahead = store.chunks.prefetch(keys.map((k) => Buffer.from(k.slice(2), 'hex')), { path: '/f' })
     assert.equal((await ahead[0]).length, CHUNK)
     await rejectsWith(ahead[2], 'EIO', '/f')
   } finally {

@@ -200,7 +200,7 @@ describe('a read racing gc', () => {
     const readStored = store.chunks.readStored.bind(store.chunks)
     store.chunks.readStored = (hex, path) => { lookedUpAgain++; return readStored(hex, path) }
     try {
-      const bodies = await Promise.all(store.chunks.prefetch(refs.slice(0, 16), '/part'))
+      const bodies = await Promise.all(store.chunks.prefetch(refs.slice(0, 16), { path: '/part' }))
       assert.ok(gcRan)
       assert.equal(existsSync(packPath(store, 0)), false, 'the pack read ahead from is gone')
       assert.equal(lookedUpAgain, 16, 'each chunk was looked up again')

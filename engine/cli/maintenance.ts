@@ -33,7 +33,8 @@ export function registerMaintenance(program: Command): void {
         if (json) printJson(report)
         else {
           const c = report.checked
-          const counts = `${c.snapshots} snapshots, ${c.layers} layers, ${c.inodes} inodes, ${c.chunks} chunks, ${c.nodes} index nodes`
+          const unverifiable = c.unverifiable ? `; ${c.unverifiable} inline contents written before format 3 have no checksum to verify` : ''
+          const counts = `${c.snapshots} snapshots, ${c.layers} layers, ${c.inodes} inodes, ${c.chunks} chunks, ${c.nodes} index nodes${unverifiable}`
           printText(report.ok ? `ok: checked ${counts}` : [...report.problems, `checked ${counts}`].join('\n'))
         }
         if (!report.ok) throw new CliError(`fsck found ${report.problems.length} problem(s) in store ${store.path}`)

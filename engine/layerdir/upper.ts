@@ -205,7 +205,7 @@ export class DirUpper extends DirLayer implements UpperWriter {
     try {
       if (rec.size > 0) {
         if (!this.upperOpts.chunks) throw fsError('EIO', 'copy-up', path, 'file data is in a store that is not open')
-        const content = await FileContent.load(rec, this.upperOpts.chunks, path)
+        const content = await FileContent.load(rec, this.upperOpts.chunks, { path })
         const buf = Buffer.alloc(IO_BYTES)
         for (let pos = 0; pos < rec.size; pos += IO_BYTES) {
           const n = await content.read(buf, 0, Math.min(IO_BYTES, rec.size - pos), pos)

@@ -1,4 +1,4 @@
-import type { Db } from '../store/db.js'
+import { DbReadError, type Db } from '../store/db.js'
 import type { ChunkStore } from '../store/chunks.js'
 import type { InodeRecord } from '../store/records.js'
 import type { Creds } from '../types.js'
@@ -28,6 +28,8 @@ export interface OverlayEnv {
   allocIno: () => Promise<number>
   /** Called with the xattrs of an inode being copied up; returns those to keep (the copy-up xattr hook). */
   copyUpXattr?: (name: string) => boolean
+  /** The snapshot the overlay shows (the base of a directory stack), named in errors about damaged data. */
+  snapshot?: string
 }
 
 /**
@@ -66,7 +68,7 @@ export class Overlay {
   async openData(rec: InodeRecord, path: string, writable: boolean): Promise<FileData> {
     if (rec.hostPath !== undefined) return HostFileData.open(rec.hostPath, writable, path)
     if (!this.env.chunks) throw fsError('EIO', 'open', path, 'file data is in a store that is not open')
-    return FileContent.load(rec, this.env.chunks, path)
+    return FileContent.load(rec, this.env.chunks, { path, snapshot: this.env.snapshot })
   }
 
   writable(syscall: string, path: string): UpperWriter {
@@ -82,7 +84,18 @@ export class Overlay {
   async inodeOf(node: OvlNode): Promise<InodeRecord> {
     const live = this.live.get(node.ino)
     if (live && !isDirType(node.type)) return live.current()
-    return nodeInode(this.ctx, node)
+    try {
+      return await nodeInode(this.ctx, node)
+    } catch (err) {
+      throw this.damagedAt(err, 'stat', node.path)
+    }
+  }
+
+  /** A store read that failed (a damaged table) gets the path and snapshot it was for. */
+  private damagedAt(err: unknown, syscall: string, path: string): unknown {
+    if (!(err instanceof DbReadError)) return err
+    const of = this.env.snapshot === undefined ? '' : ` of snapshot '${this.env.snapshot}'`
+    return fsError('EIO', syscall, path, `the store's database cannot be read at key ${err.key}${of}: ${err.why}`)
   }
 
   /** What stat(2) shows for a node: a merged dir reports one link, as the kernel's overlay does. */
@@ -104,7 +117,7 @@ export class Overlay {
     const parts = splitPath(path, syscall)
     // 'name/' names a dir: a final symlink is followed (lstat too) and anything else is ENOTDIR
     const slash = hasTrailingSlash(path)
-    const node = await this.walk(parts, creds, syscall, follow || slash, path)
+    const node = await this.walk(parts, creds, syscall, follow || slash, path).catch((err: unknown) => { throw this.damagedAt(err, syscall, path) })
     if (slash && !isDirType(node.type)) throw fsError('ENOTDIR', syscall, path)
     return node
   }
@@ -116,7 +129,7 @@ export class Overlay {
     const name = parts.pop()
     if (name === undefined) throw fsError(ROOT_AS_LAST[syscall] ?? 'EEXIST', syscall, path)
     if (name === '.' || name === '..') throw fsError(syscall === 'rmdir' ? 'ENOTEMPTY' : 'EINVAL', syscall, path)
-    const dir = await this.walk(parts, creds, syscall, true, path)
+    const dir = await this.walk(parts, creds, syscall, true, path).catch((err: unknown) => { throw this.damagedAt(err, syscall, path) })
     if (!isDirType(dir.type)) throw fsError('ENOTDIR', syscall, path)
     await this.checkDirSearch(dir, creds, syscall, path)
     return { dir, name, slash: hasTrailingSlash(path) }

@@ -38,6 +38,23 @@ export async function xxh64Hasher(): Promise<ChunkHasher> {
   return defaultHasher
 }
 
+/** Hex digits of a chunk id that are its content hash (the rest is the collision slot). */
+const HASH_HEX = 16
+
+/** Whose data a read is for: named in the error when a chunk is missing or damaged. */
+export interface ChunkOwner {
+  /** The file's path in its snapshot. */
+  path?: string
+  /** The snapshot the file was read through. */
+  snapshot?: string
+}
+
+/** EIO naming the chunk, and the snapshot and path it was read for. */
+export function chunkError(hex: string, owner: ChunkOwner, what: string): FsError {
+  const of = owner.snapshot === undefined ? '' : ` of snapshot '${owner.snapshot}'`
+  return fsError('EIO', 'read', owner.path, `chunk ${hex}${of} ${what}`)
+}
+
 export const isHole = (ref: Uint8Array): boolean => Buffer.compare(ref, HOLE_REF) === 0
 export const refHex = (ref: Uint8Array): string => Buffer.from(ref.buffer, ref.byteOffset, ref.byteLength).toString('hex')
 
@@ -45,6 +62,10 @@ export const refHex = (ref: Uint8Array): string => Buffer.from(ref.buffer, ref.b
  * Content-addressed chunks, shared by every layer and snapshot and cached once per store
  * (the engine's page cache). A put never trusts the hash alone: an existing chunk with the same
  * hash is compared byte for byte, and a different content gets the next collision slot.
+ *
+ * Every body read for a reader is hashed and compared with its id before it is cached or
+ * returned: bytes damaged on disk (a pack, a LevelDB table) fail with EIO, never reach a reader
+ * as good data. A put needs no such check: it compares the stored bytes with its own.
  */
 export class ChunkStore {
   private readonly cache: LRUCache<string, Buffer>
@@ -53,8 +74,8 @@ export class ChunkStore {
     this.cache = new LRUCache<string, Buffer>({ maxSize: Math.max(cacheBytes, CHUNK_SIZE), sizeCalculation: (b) => b.length || 1 })
   }
 
-  async get(ref: Uint8Array, path?: string): Promise<Buffer> {
-    return (await this.getMany([ref], path))[0]
+  async get(ref: Uint8Array, owner: ChunkOwner = {}): Promise<Buffer> {
+    return (await this.getMany([ref], owner))[0]
   }
 
   /**
@@ -65,14 +86,15 @@ export class ChunkStore {
    * so one pass over a big file neither pushes out what other readers use nor makes the process
    * allocate and collect the whole cache's worth of memory.
    */
-  async getMany(refs: Uint8Array[], path?: string, keep = true): Promise<Buffer[]> {
+  async getMany(refs: Uint8Array[], owner: ChunkOwner = {}, keep = true): Promise<Buffer[]> {
     const out: Buffer[] = []
     for (const ref of refs) {
       const hex = refHex(ref)
       let data = this.cache.get(hex)
       if (data === undefined) {
-        data = this.readStoredSync(hex, path)
-        if (data === undefined) throw fsError('EIO', 'read', path, `chunk ${hex} is missing from the store`)
+        data = this.readStoredSync(hex, owner)
+        if (data === undefined) throw chunkError(hex, owner, 'is missing from the store')
+        this.verify(hex, data, owner)
         if (keep) this.cache.set(hex, data)
       }
       out.push(data)
@@ -80,40 +102,49 @@ export class ChunkStore {
     return out
   }
 
+  /**
+   * Throws EIO unless `body` hashes to chunk id `hex` (its first 8 bytes; the last is the
+   * collision slot, which any content of that hash may hold).
+   */
+  private verify(hex: string, body: Buffer, owner: ChunkOwner): void {
+    if (this.hasher(body).toString('hex') !== hex.slice(0, HASH_HEX)) throw chunkError(hex, owner, 'is damaged: its bytes do not match its hash')
+  }
+
   /** A chunk's body as stored (pack or LevelDB), read on the calling thread; undefined if it is not stored. */
-  private readStoredSync(hex: string, path?: string): Buffer | undefined {
+  private readStoredSync(hex: string, owner: ChunkOwner): Buffer | undefined {
     for (let attempt = 0; ; attempt++) {
-      const where = this.db.getRawSync(packedKey(hex))
-      if (where === undefined) return this.db.getRawSync(chunkKey(hex))
       try {
+        const where = this.db.getRawSync(packedKey(hex))
+        if (where === undefined) return this.db.getRawSync(chunkKey(hex))
         return this.db.packs.readSync(decodePointer(where))
       } catch (err) {
         // gc moved the chunk to another pack between the lookup and the read
         if (err instanceof PackGoneError && attempt === 0) continue
-        throw fsError('EIO', 'read', path, `chunk ${hex}: ${(err as Error).message}`)
+        // a LevelDB table that fails to decode lands here too
+        throw chunkError(hex, owner, `cannot be read: ${(err as Error).message}`)
       }
     }
   }
 
-  /** A chunk's body as stored, read on libuv's pool; undefined if it is not stored. */
-  readStored(hex: string, path?: string): Promise<Buffer | undefined> {
-    return this.lookUpAndRead(hex, path, true)
+  /** A chunk's body as stored, read on libuv's pool; undefined if it is not stored. Not verified (see the class). */
+  readStored(hex: string, owner: ChunkOwner = {}): Promise<Buffer | undefined> {
+    return this.lookUpAndRead(hex, owner, true)
   }
 
-  private async lookUpAndRead(hex: string, path: string | undefined, retry: boolean): Promise<Buffer | undefined> {
+  private async lookUpAndRead(hex: string, owner: ChunkOwner, retry: boolean): Promise<Buffer | undefined> {
     const [where, inline] = await this.db.getManyRaw([packedKey(hex), chunkKey(hex)])
-    return where === undefined ? inline : this.readPacked(hex, where, path, retry)
+    return where === undefined ? inline : this.readPacked(hex, where, owner, retry)
   }
 
   /** The body a `P/` pointer names, read on libuv's pool. */
-  private async readPacked(hex: string, where: Buffer, path: string | undefined, retry = true): Promise<Buffer | undefined> {
+  private async readPacked(hex: string, where: Buffer, owner: ChunkOwner, retry = true): Promise<Buffer | undefined> {
     const p = decodePointer(where)
     try {
       return await this.db.packs.readSpan(p.pack, p.offset, p.length)
     } catch (err) {
       // gc moved the chunk to another pack between the lookup and the read: look it up again, once
-      if (err instanceof PackGoneError && retry) return this.lookUpAndRead(hex, path, false)
-      throw fsError('EIO', 'read', path, `chunk ${hex}: ${(err as Error).message}`)
+      if (err instanceof PackGoneError && retry) return this.lookUpAndRead(hex, owner, false)
+      throw chunkError(hex, owner, `cannot be read: ${(err as Error).message}`)
     }
   }
 
@@ -123,9 +154,18 @@ export class ChunkStore {
    * One promise per ref; a missing chunk rejects only its own promise, and only a caller that
    * uses it sees the error. What is read is not added to the cache (streams do not keep data).
    */
-  prefetch(refs: Uint8Array[], path?: string): Promise<Buffer>[] {
+  prefetch(refs: Uint8Array[], owner: ChunkOwner = {}): Promise<Buffer>[] {
     const out = new Array<Promise<Buffer>>(refs.length)
     const unread: { i: number; hex: string; resolve: (b: Buffer) => void; reject: (e: unknown) => void }[] = []
+    /** Resolves with `body` once it matches its hash. */
+    const deliver = (u: (typeof unread)[number], body: Buffer): void => {
+      try {
+        this.verify(u.hex, body, owner)
+        u.resolve(body)
+      } catch (err) {
+        u.reject(err)
+      }
+    }
     refs.forEach((ref, i) => {
       const hex = refHex(ref)
       const cached = this.cache.get(hex)
@@ -138,8 +178,8 @@ export class ChunkStore {
     })
     if (unread.length === 0) return out
     const fail = (u: (typeof unread)[number], err: unknown): void =>
-      u.reject(err instanceof FsError ? err : fsError('EIO', 'read', path, `chunk ${u.hex}: ${(err as Error).message}`))
-    const missing = (u: (typeof unread)[number]): void => u.reject(fsError('EIO', 'read', path, `chunk ${u.hex} is missing from the store`))
+      u.reject(err instanceof FsError ? err : chunkError(u.hex, owner, `cannot be read: ${(err as Error).message}`))
+    const missing = (u: (typeof unread)[number]): void => u.reject(chunkError(u.hex, owner, 'is missing from the store'))
     this.db.getManyRaw(unread.map((u) => packedKey(u.hex))).then((found) => {
       for (let j = 0; j < unread.length;) {
         if (found[j] === undefined) {
@@ -148,7 +188,7 @@ export class ChunkStore {
           while (k < unread.length && k - j < PREFETCH_GROUP && found[k] === undefined) k++
           const group = unread.slice(j, k)
           this.db.getManyRaw(group.map((u) => chunkKey(u.hex))).then(
-            (bodies) => group.forEach((u, n) => (bodies[n] ? u.resolve(bodies[n]!) : missing(u))),
+            (bodies) => group.forEach((u, n) => (bodies[n] ? deliver(u, bodies[n]!) : missing(u))),
             (err: unknown) => group.forEach((u) => fail(u, err)),
           )
           j = k
@@ -166,11 +206,11 @@ export class ChunkStore {
           end += p.length
         }
         this.db.packs.readSpan(first.pack, first.offset, end - first.offset).then(
-          (buf) => span.forEach((m) => m.u.resolve(buf.subarray(m.at, m.at + m.length))),
+          (buf) => span.forEach((m) => deliver(m.u, buf.subarray(m.at, m.at + m.length))),
           (err: unknown) => span.forEach((m) => {
             if (!(err instanceof PackGoneError)) return fail(m.u, err)
             // gc moved it meanwhile: look it up again
-            this.readStored(m.u.hex, path).then((b) => (b ? m.u.resolve(b) : missing(m.u)), (e: unknown) => fail(m.u, e))
+            this.readStored(m.u.hex, owner).then((b) => (b ? deliver(m.u, b) : missing(m.u)), (e: unknown) => fail(m.u, e))
           }),
         )
         j = k
@@ -239,7 +279,7 @@ export class ChunkStore {
   private async readManyStored(ids: string[]): Promise<(Buffer | undefined)[]> {
     if (ids.length === 0) return []
     const found = await this.db.getManyRaw([...ids.map(packedKey), ...ids.map(chunkKey)])
-    return Promise.all(ids.map((id, i) => (found[i] === undefined ? found[ids.length + i] : this.readPacked(id, found[i]!, undefined))))
+    return Promise.all(ids.map((id, i) => (found[i] === undefined ? found[ids.length + i] : this.readPacked(id, found[i]!, {}))))
   }
 
   /** Bytes of chunk data in the cache. */

@@ -4,11 +4,15 @@ import { Level as LevelDB } from 'level'
 import { decode, encode } from './codec.js'
 import { FORMAT_KEY, chunkKey, packedKey, prefixRange } from './keys.js'
 import { Packs, encodePointer } from './packs.js'
-import { StoreError, isCode } from '../errors.js'
+import { FsError, StoreError, isCode } from '../errors.js'
 
-/** 2: chunk bodies may live in pack files (`P/` keys). A version 1 store is read as is and marked 2 on open. */
-export const FORMAT_VERSION = 2
-const UPGRADABLE = [1]
+/**
+ * 2: chunk bodies may live in pack files (`P/` keys). 3: inline contents are written with a
+ * checksum (`inlineHash`), which older versions would leave stale. A version 1 or 2 store is
+ * read as is and marked 3 on open; its inline contents without a checksum read unverified.
+ */
+export const FORMAT_VERSION = 3
+const UPGRADABLE = [1, 2]
 /**
  * A batch whose new chunks add up to this much writes them to a pack file; a smaller one keeps
  * them in LevelDB. A pack write costs an fdatasync of its own before the batch, which a
@@ -86,7 +90,11 @@ export class Db {
   }
 
   async getRaw(key: string): Promise<Buffer | undefined> {
-    return (await this.level.get(key)) ?? undefined
+    try {
+      return (await this.level.get(key)) ?? undefined
+    } catch (err) {
+      throw unreadable(err, key)
+    }
   }
 
   /**
@@ -94,23 +102,31 @@ export class Db {
    * times cheaper than a round trip through libuv's pool, and copies the value once instead of twice.
    */
   getRawSync(key: string): Buffer | undefined {
-    return this.level.getSync(key) ?? undefined
+    try {
+      return this.level.getSync(key) ?? undefined
+    } catch (err) {
+      throw unreadable(err, key)
+    }
   }
 
   /** `get` on the calling thread: for the small records of a lookup, far cheaper than a trip through libuv's pool. */
   getSync<T>(key: string): T | undefined {
     const raw = this.getRawSync(key)
-    return raw === undefined ? undefined : decode<T>(raw)
+    return raw === undefined ? undefined : decodeAt<T>(raw, key)
   }
 
   async get<T>(key: string): Promise<T | undefined> {
-    const raw = await this.level.get(key)
-    return raw === undefined ? undefined : decode<T>(raw)
+    const raw = await this.getRaw(key)
+    return raw === undefined ? undefined : decodeAt<T>(raw, key)
   }
 
   async getManyRaw(keys: string[]): Promise<(Buffer | undefined)[]> {
     if (keys.length === 0) return []
-    return (await this.level.getMany(keys)).map((v) => v ?? undefined)
+    try {
+      return (await this.level.getMany(keys)).map((v) => v ?? undefined)
+    } catch (err) {
+      throw unreadable(err, keys[0])
+    }
   }
 
   /** All [key, value] pairs under a prefix, read in batches. */
@@ -170,6 +186,27 @@ function makeDirs(dir: string): void {
     return
   }
   throw Object.assign(new Error(`${dir} exists and is not a directory`), { code: 'ENOTDIR' })
+}
+
+/**
+ * A read LevelDB failed, as it does on a damaged table (`Corruption: corrupted compressed block
+ * contents`), or a record that does not decode: EIO, which callers that know the path name it
+ * in (Overlay), never a crash.
+ */
+export class DbReadError extends FsError {
+  constructor(readonly key: string, readonly why: string) {
+    super('EIO', 'read', undefined, `the store's database cannot be read at key ${key}: ${why}`)
+  }
+}
+
+const unreadable = (err: unknown, key: string): DbReadError => new DbReadError(key, (err as Error).message)
+
+function decodeAt<T>(raw: Buffer, key: string): T {
+  try {
+    return decode<T>(raw)
+  } catch (err) {
+    throw new DbReadError(key, `damaged record (${(err as Error).message.slice(0, 80)})`)
+  }
 }
 
 function lockedMessage(dir: string): string {

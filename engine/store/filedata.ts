@@ -1,5 +1,6 @@
 import type { Txn } from './db.js'
-import { CHUNK_SIZE, HOLE_REF, REF_SIZE, isHole, type ChunkStore } from './chunks.js'
+import { CHUNK_SIZE, HOLE_REF, REF_SIZE, isHole, type ChunkOwner, type ChunkStore } from './chunks.js'
+import { fsError } from '../errors.js'
 import type { InodeRecord } from './records.js'
 import { ReadStream, SLACK } from './readstream.js'
 import type { FileData } from '../overlay/data.js'
@@ -15,15 +16,34 @@ const ZERO = Buffer.alloc(CHUNK_SIZE)
 const STALE_AHEAD = SLACK / CHUNK_SIZE
 const isZero = (b: Buffer): boolean => b.equals(ZERO.subarray(0, b.length))
 
-export type DataFields = Pick<InodeRecord, 'size' | 'inline' | 'chunks' | 'pages'>
+export type DataFields = Pick<InodeRecord, 'size' | 'inline' | 'inlineHash' | 'chunks' | 'pages'>
 
 /** The chunk refs of a file's data, resolving pages. */
-export async function loadRefs(rec: DataFields, chunks: ChunkStore, path?: string): Promise<Buffer> {
+export async function loadRefs(rec: DataFields, chunks: ChunkStore, owner: ChunkOwner = {}): Promise<Buffer> {
   if (rec.chunks) return Buffer.from(rec.chunks)
   if (!rec.pages) return Buffer.alloc(0)
   const pageRefs: Buffer[] = []
   for (let off = 0; off < rec.pages.length; off += REF_SIZE) pageRefs.push(rec.pages.subarray(off, off + REF_SIZE))
-  return Buffer.concat(await chunks.getMany(pageRefs, path))
+  return Buffer.concat(await chunks.getMany(pageRefs, owner))
+}
+
+/**
+ * Whether a record's inline content matches the checksum written with it: true or false, or
+ * undefined for a record written before format 3, which has none.
+ */
+export function inlineIntact(rec: DataFields, chunks: ChunkStore): boolean | undefined {
+  if (!rec.inline || rec.inline.length === 0) return true
+  if (!rec.inlineHash) return undefined
+  return chunks.hash(rec.inline).equals(rec.inlineHash)
+}
+
+/** The inline content of a record, or EIO naming the snapshot and path when it fails its checksum. */
+function checkedInline(rec: DataFields, chunks: ChunkStore, owner: ChunkOwner): Buffer | undefined {
+  if (inlineIntact(rec, chunks) === false) {
+    const of = owner.snapshot === undefined ? '' : ` of snapshot '${owner.snapshot}'`
+    throw fsError('EIO', 'read', owner.path, `inline content${of} is damaged: its bytes do not match their checksum`)
+  }
+  return rec.inline
 }
 
 /**
@@ -40,14 +60,16 @@ export class FileContent implements FileData {
   /** Chunks of a sequential reader being read ahead on the pool, by index (never a dirty chunk). */
   private readonly ahead = new Map<number, Promise<Buffer>>()
 
-  private constructor(size: number, refs: Buffer, private readonly chunks: ChunkStore, private readonly path?: string) {
+  private constructor(size: number, refs: Buffer, private readonly chunks: ChunkStore, private readonly owner: ChunkOwner = {}) {
     this.size = size
     this.refs = refs
   }
 
-  static async load(rec: DataFields, chunks: ChunkStore, path?: string): Promise<FileContent> {
-    const fc = new FileContent(rec.size, await loadRefs(rec, chunks, path), chunks, path)
-    if (rec.inline && rec.inline.length > 0) fc.dirty.set(0, Buffer.from(rec.inline))
+  /** `owner` names the file in the errors of damaged or missing data. */
+  static async load(rec: DataFields, chunks: ChunkStore, owner: ChunkOwner = {}): Promise<FileContent> {
+    const inline = checkedInline(rec, chunks, owner)
+    const fc = new FileContent(rec.size, await loadRefs(rec, chunks, owner), chunks, owner)
+    if (inline && inline.length > 0) fc.dirty.set(0, Buffer.from(inline))
     return fc
   }
 
@@ -75,7 +97,7 @@ export class FileContent implements FileData {
     if (d) return d
     const ref = this.refAt(idx)
     if (!ref || isHole(ref)) return ZERO.subarray(0, 0)
-    return this.chunks.get(ref, this.path)
+    return this.chunks.get(ref, this.owner)
   }
 
   async read(target: Buffer, targetOffset: number, length: number, position: number): Promise<number> {
@@ -118,7 +140,7 @@ export class FileContent implements FileData {
         refs.push(r)
       }
     }
-    const fetched = await this.chunks.getMany(refs, this.path, plan.keep)
+    const fetched = await this.chunks.getMany(refs, this.owner, plan.keep)
     if (plan.sequential) this.readAheadFrom(last + 1)
     const byChunk = new Map<number, Buffer>()
     storedAt.forEach((i, j) => byChunk.set(i, fetched[j]))
@@ -151,7 +173,7 @@ export class FileContent implements FileData {
         refs.push(r)
       }
     }
-    this.chunks.prefetch(refs, this.path).forEach((p, j) => this.ahead.set(at[j], p))
+    this.chunks.prefetch(refs, this.owner).forEach((p, j) => this.ahead.set(at[j], p))
   }
 
   async write(data: Uint8Array, position: number): Promise<void> {
@@ -228,7 +250,9 @@ export class FileContent implements FileData {
       this.dirty.clear()
       if (this.size > 0) this.dirty.set(0, inline)
       this.changed = false
-      return { size: this.size, inline, chunks: undefined, pages: undefined }
+      // the checksum lets a read tell bytes damaged on disk from the content (format 3)
+      const inlineHash = inline.length > 0 ? this.chunks.hash(inline) : undefined
+      return { size: this.size, inline, inlineHash, chunks: undefined, pages: undefined }
     }
     const n = Math.ceil(this.size / CHUNK_SIZE)
     if (this.refs.length !== n * REF_SIZE) {
@@ -253,12 +277,12 @@ export class FileContent implements FileData {
     toStore.forEach((idx, j) => stored[j].copy(this.refs, idx * REF_SIZE))
     this.dirty.clear()
     this.changed = false
-    if (n <= PAGE_REFS) return { size: this.size, inline: undefined, chunks: Buffer.from(this.refs), pages: undefined }
+    if (n <= PAGE_REFS) return { size: this.size, inline: undefined, inlineHash: undefined, chunks: Buffer.from(this.refs), pages: undefined }
     const pageBodies: Buffer[] = []
     // copies: the store keeps what it is given, and later writes change `refs` in place
     for (let off = 0; off < this.refs.length; off += PAGE_REFS * REF_SIZE) pageBodies.push(Buffer.from(this.refs.subarray(off, off + PAGE_REFS * REF_SIZE)))
     const pages = await this.chunks.putMany(pageBodies, txn)
-    return { size: this.size, inline: undefined, chunks: undefined, pages: Buffer.concat(pages) }
+    return { size: this.size, inline: undefined, inlineHash: undefined, chunks: undefined, pages: Buffer.concat(pages) }
   }
 }
 

@@ -9,13 +9,15 @@ import { StoreLayer } from './layer.js'
 import { newNodeCache, reachableNodes } from './mergeindex.js'
 import { ROOT_INO, type InodeRecord, type SnapshotRecord } from './records.js'
 import type { FsckReport } from '../types.js'
+import { checkInline, newDamage, type Damage } from './damage.js'
 
 /**
  * Checks that everything a snapshot can reach is present: parents, layers, index nodes, the
  * inodes that entries and index nodes name, and every chunk. With `verifyData`, every chunk is
- * also re-hashed. Unreferenced data is not a problem (gc reclaims it).
+ * also re-hashed, and every inline content checked against its checksum. Unreferenced data is
+ * not a problem (gc reclaims it). What files use and is bad is noted in `damage`.
  */
-export async function checkStore(db: Db, chunks: ChunkStore, opts: { verifyData?: boolean }): Promise<FsckReport> {
+export async function checkStore(db: Db, chunks: ChunkStore, opts: { verifyData?: boolean }, damage: Damage = newDamage()): Promise<FsckReport> {
   // Index nodes are read from the db, not the store's node cache, which may hold one the db lost.
   const cache = newNodeCache()
   const problems: string[] = []
@@ -66,11 +68,13 @@ export async function checkStore(db: Db, chunks: ChunkStore, opts: { verifyData?
     }
     for await (const [ino, rec] of layer.inodes()) {
       checked.inodes++
+      if (opts.verifyData) checkInline(id, ino, rec as InodeRecord, chunks, problems, damage)
       let refs: Buffer[]
       try {
         refs = await referencedChunks(rec as InodeRecord, chunks)
       } catch (err) {
         problems.push(`layer ${id} inode ${ino}: ${(err as Error).message}`)
+        damage.inodes = true
         continue
       }
       for (const ref of refs) usedChunks.add(refHex(ref))
@@ -90,8 +94,10 @@ export async function checkStore(db: Db, chunks: ChunkStore, opts: { verifyData?
     if (at.offset + at.length > size) return `chunk ${hex}: pack ${packFileName(at.pack)} ends at ${size}, before the chunk's end at ${at.offset + at.length}`
     return read ? db.packs.readSpan(at.pack, at.offset, at.length) : undefined
   }
-  const verify = (hex: string, data: Buffer, what: string): void => {
-    if (chunks.hash(data).toString('hex') !== hex.slice(0, 16)) problems.push(`${what} ${hex} does not match its hash`)
+  const verify = (hex: string, data: Buffer, what: string): boolean => {
+    if (chunks.hash(data).toString('hex') === hex.slice(0, 16)) return true
+    problems.push(`${what} ${hex} does not match its hash`)
+    return false
   }
   for (const hex of usedChunks) {
     checked.chunks++
@@ -99,12 +105,12 @@ export async function checkStore(db: Db, chunks: ChunkStore, opts: { verifyData?
     if (where) {
       const body = await packedBody(hex, where, opts.verifyData === true)
       if (typeof body === 'string') problems.push(body)
-      else if (body) verify(hex, body, 'chunk')
+      if (typeof body === 'string' || (body && !verify(hex, body, 'chunk'))) damage.chunks.add(hex)
       continue
     }
     const data = await db.getRaw(chunkKey(hex))
-    if (!data) { problems.push(`chunk ${hex} is missing`); continue }
-    if (opts.verifyData) verify(hex, data, 'chunk')
+    if (!data) { problems.push(`chunk ${hex} is missing`); damage.chunks.add(hex); continue }
+    if (opts.verifyData && !verify(hex, data, 'chunk')) damage.chunks.add(hex)
   }
   if (opts.verifyData) {
     for await (const [k, v] of db.scan(CHUNK_PREFIX)) {

@@ -25,6 +25,8 @@ export interface InodeRecord {
   xattrs?: Record<string, Buffer>
   /** Content of a small regular file. */
   inline?: Buffer
+  /** Checksum of `inline` (the 8-byte chunk hash of it); absent in records written before format 3. */
+  inlineHash?: Buffer
   /** Chunk refs of a regular file, concatenated (see chunks.ts). */
   chunks?: Buffer
   /** For large files: refs of chunk-list pages, each page a chunk holding up to PAGE_REFS chunk refs. */

@@ -1,4 +1,4 @@
-import { chmod, lchown, link, lutimes, mkdir, open, readdir, stat, symlink } from 'node:fs/promises'
+import { chmod, lchown, link, lutimes, mkdir, open, readdir, rm, stat, symlink } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Store } from '../store.js'
 import type { SnapshotFs, Stats } from '../snapshotfs.js'
@@ -156,10 +156,12 @@ class TreeWriter {
 
 /**
  * Writes a new host file of `size` bytes from `src` in large pieces (`buf`, IO_BYTES long);
- * all-zero chunks (holes in the store) are not written, so they stay holes.
+ * all-zero chunks (holes in the store) are not written, so they stay holes. When a read fails
+ * (damaged data) the file is removed: a file cut short must not pass for the snapshot's content.
  */
 export async function writeHostFile(src: { read(buf: Buffer, off: number, len: number, pos: number): Promise<{ bytesRead: number }> }, size: number, host: string, buf: Buffer): Promise<void> {
   const dst = await open(host, 'wx', 0o600)
+  let written = false
   try {
     for (let pos = 0; pos < size; pos += IO_BYTES) {
       const n = await readFull(src, buf, pos)
@@ -167,8 +169,10 @@ export async function writeHostFile(src: { read(buf: Buffer, off: number, len: n
       await writeNonZeroRuns(buf, n, pos, (off, len, at) => dst.write(buf, off, len, at))
     }
     await dst.truncate(size)
+    written = true
   } finally {
     await dst.close()
+    if (!written) await rm(host, { force: true })
   }
 }
 

@@ -39,7 +39,7 @@ const sameMtime = (stored: bigint, host: bigint): boolean => stored === host || 
  * record, where storing the file again would. Stops at the first difference. `buf` is IO_BYTES.
  */
 export async function sameHostData(e: HostEntry, rec: InodeRecord, chunks: ChunkStore, buf: Buffer): Promise<boolean> {
-  const refs = rec.inline ? undefined : await loadRefs(rec, chunks, e.path)
+  const refs = rec.inline ? undefined : await loadRefs(rec, chunks, { path: e.path })
   const src = await open(e.path, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
     for (let pos = 0; pos < e.size; pos += IO_BYTES) {
@@ -50,7 +50,7 @@ export async function sameHostData(e: HostEntry, rec: InodeRecord, chunks: Chunk
       const count = Math.ceil(n / CHUNK_SIZE)
       const wanted = Array.from({ length: count }, (_, i) => refs!.subarray((first + i) * REF_SIZE, (first + i + 1) * REF_SIZE))
       if (wanted.some((r) => r.length < REF_SIZE)) return false
-      const stored = await chunks.getMany(wanted.filter((r) => !isHole(r)), e.path)
+      const stored = await chunks.getMany(wanted.filter((r) => !isHole(r)), { path: e.path })
       for (let i = 0; i < count; i++) {
         const mine = buf.subarray(i * CHUNK_SIZE, Math.min(n, (i + 1) * CHUNK_SIZE))
         const theirs = isHole(wanted[i]) ? ZERO_CHUNK : stored.shift()!

@@ -234,7 +234,7 @@ class LayerDirWriter {
   }
 
   private async writeData(rec: InodeRecord, host: string, path: string): Promise<void> {
-    const content = await FileContent.load(rec, this.store.chunks, path)
+    const content = await FileContent.load(rec, this.store.chunks, { path })
     const src = { read: async (buf: Buffer, off: number, len: number, pos: number) => ({ bytesRead: await content.read(buf, off, len, pos) }) }
     const buf = this.buffers.pop() ?? Buffer.allocUnsafe(IO_BYTES)
     try {
