@@ -26,7 +26,7 @@ export function registerMaintenance(program: Command): void {
   program
     .command('fsck')
     .description('check the store for consistency; exits 1 when problems are found')
-    .option('--verify-data', 'also read every chunk and check it against its hash')
+    .option('--verify-data', 'also read every chunk and inline content and check it against its hash, naming the snapshots and paths that read damage')
     .action((opts: { verifyData?: boolean }, cmd: Command) =>
       withStore(cmd, async (store, { json }) => {
         const report = await store.fsck({ verifyData: opts.verifyData === true })
