@@ -177,8 +177,9 @@ export class FuseOps {
    * it holds stays cached for the attribute timeout, and exec trusts it. Negotiating
    * FUSE_HANDLE_KILLPRIV_V2 instead does not help (measured on Linux 6.18: the kernel flags the
    * write FUSE_WRITE_KILL_SUIDGID, the server clears the bits, and the kernel still execs with
-   * the cached setuid mode), and leaving killpriv to the kernel would have it send a chmod the
-   * non-owner writer may not make. So the kernel is told to drop the node's attributes (not its
+   * the cached setuid mode), and leaving killpriv to the kernel (no HANDLE_KILLPRIV) would have it
+   * send, for a writer who does not own the file, a SETATTR of the mode that the engine refuses as
+   * a chmod by a non-owner. So the kernel is told to drop the node's attributes (not its
    * data: the write holds its pages locked) before the reply goes out; its next permission
    * check or stat asks again. SETATTR replies carry the new mode themselves, and an open with
    * O_TRUNC makes the kernel drop all attributes.

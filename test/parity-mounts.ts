@@ -86,7 +86,8 @@ export async function acrossSystems(build: (lower: string) => void | Promise<voi
         await mkdir(d)
         chmodSync(d, 0o755)
       }
-      const layers = `lowerdir=${lower},upperdir=${upper},workdir=${work}`
+      // redirect_dir=on as Strata's default (the kernel's follows its build): renaming a lower dir then works in all three
+      const layers = `lowerdir=${lower},upperdir=${upper},workdir=${work},redirect_dir=on`
       if (name === 'kernel overlayfs') await run('mount', ['-t', 'overlay', 'overlay', '-o', layers, mnt])
       else if (name === 'strata -o lowerdir') await strata(['mount', '-o', layers, mnt])
       else await strata(['--store', store, 'mount', '--rw', 'work', mnt])

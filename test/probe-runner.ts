@@ -51,6 +51,7 @@ function step(op: string, a: (string | number)[]): string | undefined {
       return undefined
     }
     case 'exec': return execFileSync(s(0), a.slice(1).map(String), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    case 'utimes': fs.utimesSync(s(0), n(1), n(2)); return undefined
     case 'chmod': fs.chmodSync(s(0), parseInt(s(1), 8)); return undefined
     case 'chown': fs.chownSync(s(0), n(1), n(2)); return undefined
     case 'lchown': fs.lchownSync(s(0), n(1), n(2)); return undefined
