@@ -311,14 +311,18 @@ export function replyParts(unique: bigint, body: Buffer[]): Buffer[] {
   return [header, ...body]
 }
 
-/** FUSE_NOTIFY_INVAL_INODE: the kernel drops the attributes and cached data of `nodeid`. */
-export function notifyInvalInode(nodeid: number): Buffer {
+/**
+ * FUSE_NOTIFY_INVAL_INODE: the kernel drops the attributes and cached data of `nodeid`; with
+ * `attrsOnly`, the attributes alone (a negative offset), which takes no page lock in the kernel
+ * and so may be sent while a request on the inode still waits for its reply.
+ */
+export function notifyInvalInode(nodeid: number, attrsOnly = false): Buffer {
   const b = Buffer.alloc(16 + 24)
   b.writeUInt32LE(b.length, 0)
   b.writeInt32LE(2, 4) // the notification code, in place of an error
   b.writeBigUInt64LE(0n, 8)
   b.writeBigUInt64LE(BigInt(nodeid), 16)
-  b.writeBigInt64LE(0n, 24) // from offset 0
+  b.writeBigInt64LE(attrsOnly ? -1n : 0n, 24) // from offset 0, or no data at all
   b.writeBigInt64LE(0n, 32) // to the end
   return b
 }

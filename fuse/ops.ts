@@ -176,6 +176,23 @@ export class FuseOps {
   }
 
   /**
+   * A write took setuid/setgid off the file of `nodeid`. The kernel must never run the file with
+   * a bit the write removed, yet after a WRITE reply it refreshes only size and times: the mode
+   * it holds stays cached for the attribute timeout, and exec trusts it. Negotiating
+   * FUSE_HANDLE_KILLPRIV_V2 instead does not help (measured on Linux 6.18: the kernel flags the
+   * write FUSE_WRITE_KILL_SUIDGID, the server clears the bits, and the kernel still execs with
+   * the cached setuid mode), and leaving killpriv to the kernel (no HANDLE_KILLPRIV) would have it
+   * send, for a writer who does not own the file, a SETATTR of the mode that the engine refuses as
+   * a chmod by a non-owner. So the kernel is told to drop the node's attributes (not its
+   * data: the write holds its pages locked) before the reply goes out; its next permission
+   * check or stat asks again. SETATTR replies carry the new mode themselves, and an open with
+   * O_TRUNC makes the kernel drop all attributes.
+   */
+  private modeDropped(nodeid: number): void {
+    for (const id of [nodeid, ...this.nodes.siblings(nodeid)]) this.send(notifyInvalInode(id, true))
+  }
+
+  /**
    * Whether the table must give a name a node of its own: a lower hard link that a copy-up
    * through it would split (see NodeTable). Only a non-dir with other names can part from them.
    */
@@ -349,7 +366,8 @@ export class FuseOps {
         const size = r.u32()
         r.skip(20)
         const data = r.bytes(size)
-        const { bytesWritten } = await this.file(fh).write(data, 0, size, offset, await callerCreds(h.uid, h.gid, h.pid))
+        const { bytesWritten, setIdCleared } = await this.file(fh).write(data, 0, size, offset, await callerCreds(h.uid, h.gid, h.pid))
+        if (setIdCleared) this.modeDropped(h.nodeid)
         this.changed(h.nodeid)
         return writeOut(bytesWritten)
       }

@@ -618,8 +618,9 @@ describe('redirect validation and policies', () => {
     await txn.commit()
   }
 
-  for (const bad of ['/../secret', '..', '/secret//x', '/secret/', '/', '', 'a/b', '.', '/./secret']) {
-    test(`a crafted redirect '${bad}' fails the lookup and shows nothing`, () => withStore(async (store) => {
+  // as the kernel: a malformed value is EINVAL, a '.' or '..' reached in the walk EACCES (test/redirect-kernel.test.ts)
+  for (const [bad, code] of [['/../secret', 'EACCES'], ['..', 'EACCES'], ['/secret//x', 'EINVAL'], ['/secret/', 'EINVAL'], ['/', 'EINVAL'], ['', 'EINVAL'], ['a/b', 'EINVAL'], ['.', 'EACCES'], ['/./secret', 'EACCES']] as const) {
+    test(`a crafted redirect '${bad}' fails the lookup (${code}) and shows nothing`, () => withStore(async (store) => {
       await layer(store, 'base', undefined, async (fs) => {
         await fs.mkdir('/secret')
         await fs.writeFile('/secret/data', 'hidden')
@@ -627,9 +628,9 @@ describe('redirect validation and policies', () => {
       const fs = await active(store, 'a', 'base')
       await fs.mkdir('/e')
       await craftRedirect(store, 'a', '/e', bad)
-      const err = await rejectsWith(fs.readdir('/e'), 'EINVAL', '/e')
+      const err = await rejectsWith(fs.readdir('/e'), code, '/e')
       assert.match(err.message, /redirect/)
-      await rejectsWith(fs.readFile('/e/data'), 'EINVAL', '/e')
+      await rejectsWith(fs.readFile('/e/data'), code, '/e')
       await rejectsWith(store.commit('top', 'a'), 'EINVAL')
       assert.equal((await store.stat('a')).kind, 'active')
     }))

@@ -25,6 +25,16 @@ const FLAG_STRINGS: Record<string, number> = {
 
 export type OpenFlags = string | number
 
+/**
+ * What a write did. `setIdCleared`: the write took setuid or setgid off the file (see killPriv),
+ * which anything caching its mode (a FUSE kernel) must learn before the write returns.
+ */
+export interface WriteResult {
+  bytesWritten: number
+  buffer: Uint8Array
+  setIdCleared: boolean
+}
+
 export function parseFlags(flags: OpenFlags, path: string): number {
   if (typeof flags === 'number') return flags
   const f = FLAG_STRINGS[flags]
@@ -81,17 +91,18 @@ export class FileHandle {
    * `creds`: who writes, when not the opener (a handle passed to another process, or a FUSE
    * request): a write by others than root drops set-id bits, judged by the writer's credentials.
    */
-  async write(buffer: Uint8Array, offset = 0, length = buffer.length - offset, position?: number, creds: Creds = this.creds): Promise<{ bytesWritten: number; buffer: Uint8Array }> {
+  async write(buffer: Uint8Array, offset = 0, length = buffer.length - offset, position?: number, creds: Creds = this.creds): Promise<WriteResult> {
     this.check('write', true)
     if (offset < 0 || length < 0 || offset + length > buffer.length) throw fsError('EINVAL', 'write', this.path, 'buffer range out of bounds')
-    await this.ov.env.lock.run(async () => {
+    const setIdCleared = await this.ov.env.lock.run(async () => {
       // The end of the file is read under the lock, so concurrent appends never overlap.
       const rec = await this.live.current()
       const pos = this.flags & O_APPEND || position === undefined ? rec.size : position
       const mode = creds.uid !== 0 && rec.mode & 0o6000 ? killPriv(creds, rec) : undefined
       await this.live.write(buffer.subarray(offset, offset + length), pos, mode)
+      return length > 0 && mode !== undefined && mode !== rec.mode
     })
-    return { bytesWritten: length, buffer }
+    return { bytesWritten: length, buffer, setIdCleared }
   }
 
   async truncate(len = 0, creds: Creds = this.creds): Promise<void> {

@@ -2,7 +2,7 @@ import { fsError } from '../errors.js'
 import type { InodeRecord } from '../store/records.js'
 import { ROOT_INO } from '../store/records.js'
 import { T, isDirType, joinPath, type LowerNode, type LowerTree, type OvlNode, type UpperLayer } from './node.js'
-import { followsRedirects, parseRedirect, type RedirectConfig } from './redirect.js'
+import { followRedirectPath, followsRedirects, type RedirectConfig } from './redirect.js'
 import { isOpaqueDir, isWhiteoutEntry } from './whiteout.js'
 
 /**
@@ -68,12 +68,7 @@ export async function lookupChild(ctx: NameiContext, parent: OvlNode, name: stri
 }
 
 async function followRedirect(ctx: NameiContext, parent: OvlNode, value: string, where: string): Promise<{ lower?: LowerNode; lowerPath?: string }> {
-  const r = parseRedirect(value, ctx.redirect, where)
-  if (!r.absolute) {
-    const lower = parent.lower ? await ctx.lower.lookup(parent.lower, r.name) : undefined
-    return { lower, lowerPath: parent.lowerPath === undefined ? undefined : joinPath(parent.lowerPath, r.name) }
-  }
-  return { lower: await lowerPathLookup(ctx.lower, r.components), lowerPath: '/' + r.components.join('/') }
+  return followRedirectPath(ctx.lower, parent, value, where)
 }
 
 /** Walks absolute path components in the lower tree, from its root (never above it). */

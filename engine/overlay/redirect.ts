@@ -1,5 +1,10 @@
 import type { OverlayOptions, RedirectPolicy } from '../types.js'
 import { fsError } from '../errors.js'
+import type { LowerNode, LowerTree } from './node.js'
+import { isDirType, joinPath } from './node.js'
+
+/** The longest name a lower layer can hold (the host's NAME_MAX). */
+const NAME_MAX = 255
 
 /** The kernel's default `redirect_max`. */
 export const DEFAULT_REDIRECT_MAX = 256
@@ -62,4 +67,38 @@ export function makeRedirect(lowerPath: string, newParentLowerPath: string | und
   const lowerParent = cut <= 0 ? '/' : lowerPath.slice(0, cut)
   const value = newParentLowerPath === lowerParent ? lowerPath.slice(cut + 1) : lowerPath
   return Buffer.byteLength(value) > c.max ? undefined : value
+}
+
+/**
+ * The lower dir a redirect met in a lookup leads to, as the kernel's overlayfs (Linux 6.x) finds
+ * it, checked against it name by name (test/redirect-kernel.test.ts):
+ * - the value is read as a C string, up to its first NUL;
+ * - an empty value, an empty component ('/', '//', a trailing '/') or a '/' in a relative
+ *   redirect fails with EINVAL before anything is looked up;
+ * - the components are then looked up in turn, and the walk stops (no lower dir, no error) at the
+ *   first that is missing, is not a directory, or is longer than NAME_MAX (the layer answers
+ *   ENAMETOOLONG, which overlayfs takes as a miss);
+ * - a '.', '..' or empty name reached in the walk fails with EACCES, as the kernel's
+ *   lookup_one refuses such names;
+ * - the length of the whole value is not limited (redirect_max bounds only the redirects made).
+ * Store contents are held to the stricter parseRedirect when they are imported or committed.
+ */
+export async function followRedirectPath(lower: LowerTree, parent: { lower?: LowerNode; lowerPath?: string }, raw: string, where: string): Promise<{ lower?: LowerNode; lowerPath?: string }> {
+  const nul = raw.indexOf('\0')
+  const value = nul < 0 ? raw : raw.slice(0, nul)
+  const invalid = (why: string): never => { throw fsError('EINVAL', 'lookup', where, `invalid redirect '${value}': ${why}`) }
+  if (raw === '') invalid('empty')
+  const absolute = value.startsWith('/')
+  const components = absolute ? value.slice(1).split('/') : [value]
+  if (absolute && components.includes('')) invalid('empty component')
+  if (!absolute && value.includes('/')) invalid('a relative redirect must be one name')
+  const lowerPath = absolute ? value : parent.lowerPath === undefined ? undefined : joinPath(parent.lowerPath, value)
+  let cur: LowerNode | undefined = absolute ? lower.root : parent.lower
+  for (const name of components) {
+    if (!cur || !isDirType(cur.type)) return { lowerPath }
+    if (name === '' || name === '.' || name === '..') throw fsError('EACCES', 'lookup', where, `redirect '${value}' names '${name}'`)
+    if (Buffer.byteLength(name) > NAME_MAX) return { lowerPath }
+    cur = await lower.lookup(cur, name)
+  }
+  return { lower: cur, lowerPath }
 }
