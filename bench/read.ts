@@ -20,7 +20,7 @@ import { randomFillSync } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import xxhash from 'xxhash-wasm'
+import { Xxh64 } from '@node-rs/xxhash'
 import { Store } from '../engine/index.js'
 import { scratchDir } from './lib/scratch.js'
 import { fmt, fmtSummary, summarize } from './lib/stats.js'
@@ -84,8 +84,7 @@ async function ensureStore(dir: string, sizeMiB: number): Promise<string> {
     throw new Error(`${dir} holds a ${meta.sizeMiB} MiB file; use another --store for ${sizeMiB} MiB`)
   }
   // random data made and hashed piece by piece, so that no size needs it all in memory
-  const { create64 } = await xxhash()
-  const hasher = create64()
+  const hasher = new Xxh64()
   const piece = Buffer.allocUnsafe(64 * MiB)
   const store = await Store.open({ path: dir })
   try {
@@ -155,8 +154,7 @@ async function child(o: Options, dir: string, expectHash: string): Promise<PassR
     const first = await pass()
     const second = await pass()
     // the content, read the same way, against the hash of what was written
-    const { create64 } = await xxhash()
-    const hasher = create64()
+    const hasher = new Xxh64()
     const h = await store.fs(SNAP).open(FILE, 'r')
     try {
       for (let off = 0; off < size; off += piece) {

@@ -1,5 +1,5 @@
 import { Level } from 'level'
-import xxhash from 'xxhash-wasm'
+import { xxh64 } from '@node-rs/xxhash'
 import { join } from 'node:path'
 import { Store } from '../../engine/index.js'
 import type { BenchCase, CaseContext, CaseResult } from '../lib/case.js'
@@ -83,13 +83,12 @@ interface CeilingInput {
 
 /** Random values and their hash keys, made before timing so that the ceiling is LevelDB alone. */
 async function ceilingInput(bytes: number): Promise<CeilingInput> {
-  const { h64Raw } = await xxhash()
   const data = new Prng(23).bytes(bytes)
   const out: CeilingInput = { keys: [], values: [] }
   for (let off = 0; off < bytes; off += VALUE) {
     const v = data.subarray(off, Math.min(bytes, off + VALUE))
     out.values.push(v)
-    out.keys.push(`C/${h64Raw(v).toString(16).padStart(16, '0')}00`)
+    out.keys.push(`C/${xxh64(v).toString(16).padStart(16, '0')}00`)
   }
   return out
 }

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { Level } from 'level'
 import { Packr } from 'msgpackr'
-import xxhash from 'xxhash-wasm'
+import { xxh64 } from '@node-rs/xxhash'
 import { WRITE_BUFFER } from '../../engine/store/db.js'
 
 /**
@@ -16,10 +16,8 @@ export const BATCH_BYTES = 16 * 1024 * 1024
 
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
 type H64 = (data: Uint8Array) => bigint
-let h64: H64 | undefined
 export async function hasher(): Promise<H64> {
-  h64 ??= (await xxhash()).h64Raw
-  return h64
+  return (data) => xxh64(data)
 }
 
 export interface FileModel {

@@ -1,6 +1,6 @@
 import { closeSync, fsyncSync, openSync, readSync, writeSync, constants } from 'node:fs'
 import { spawn } from 'node:child_process'
-import xxhash from 'xxhash-wasm'
+import { Xxh64 } from '@node-rs/xxhash'
 import { MiB } from './storage.js'
 
 const READ_BUF = Buffer.allocUnsafe(MiB)
@@ -14,7 +14,7 @@ export interface ReadResult {
 
 /** Reads a whole file sequentially in 1 MiB reads, as `cat` or `cp` would. */
 export async function sequentialRead(path: string, opts: { digest?: boolean } = {}): Promise<ReadResult> {
-  const hasher = opts.digest ? (await xxhash()).create64() : undefined
+  const hasher = opts.digest ? new Xxh64() : undefined
   const t0 = process.hrtime.bigint()
   const fd = openSync(path, constants.O_RDONLY)
   let bytes = 0

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import xxhash from 'xxhash-wasm'
+import { Xxh64 } from '@node-rs/xxhash'
 import { Store, type SnapshotFs } from '../../engine/index.js'
 import { diskUsageBytes } from '../lib/proc.js'
 import { settleStore, MiB } from '../lib/storage.js'
@@ -120,7 +120,7 @@ const READ_BUF = Buffer.allocUnsafe(MiB)
 
 /** Reads a whole file through the API in 1 MiB reads (as bench/lib/fileio.ts's sequentialRead does on a host path). */
 export async function apiSequentialRead(fs: SnapshotFs, path: string, opts: { digest?: boolean } = {}): Promise<{ bytes: number; ms: number; digest?: string }> {
-  const hasher = opts.digest ? (await xxhash()).create64() : undefined
+  const hasher = opts.digest ? new Xxh64() : undefined
   const t0 = process.hrtime.bigint()
   const h = await fs.open(path, 'r')
   let bytes = 0

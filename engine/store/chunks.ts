@@ -1,4 +1,4 @@
-import xxhash from 'xxhash-wasm'
+import { xxh64 } from '@node-rs/xxhash'
 import { LRUCache } from 'lru-cache'
 import type { Db, Txn } from './db.js'
 import { chunkKey, packedKey } from './keys.js'
@@ -28,10 +28,9 @@ export type ChunkHasher = (data: Uint8Array) => Buffer
 let defaultHasher: ChunkHasher | undefined
 export async function xxh64Hasher(): Promise<ChunkHasher> {
   if (!defaultHasher) {
-    const { h64Raw } = await xxhash()
     defaultHasher = (data) => {
       const out = Buffer.allocUnsafe(8)
-      out.writeBigUInt64BE(h64Raw(data))
+      out.writeBigUInt64BE(xxh64(data))
       return out
     }
   }
