@@ -4,6 +4,7 @@ import { Level as LevelDB } from 'level'
 import { decode, encode } from './codec.js'
 import { FORMAT_KEY, chunkKey, packedKey, prefixRange } from './keys.js'
 import { Packs, encodePointer } from './packs.js'
+import { checkBeforeOpen, refuseUnindexedPacks } from './opencheck.js'
 import { FsError, StoreError, isCode } from '../errors.js'
 
 /**
@@ -44,7 +45,9 @@ export class Db {
     } catch (err) {
       throw new StoreError('EIO', `cannot open store ${dir}: ${(err as Error).message}`)
     }
-    const level: Level = new LevelDB<string, Buffer>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer', writeBufferSize: WRITE_BUFFER })
+    // a database is created only for a new store: LevelDB would replace a damaged one by an empty one
+    const createIfMissing = checkBeforeOpen(dir) === 'new'
+    const level: Level = new LevelDB<string, Buffer>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer', writeBufferSize: WRITE_BUFFER, createIfMissing })
     try {
       await level.open()
     } catch (err) {
@@ -70,6 +73,7 @@ export class Db {
     if (raw === undefined) {
       const any = await this.level.keys({ limit: 1 }).all()
       if (any.length > 0) throw new StoreError('EFORMAT', `store ${this.dir} has data but no format record; not a Strata store`)
+      refuseUnindexedPacks(this.dir)
       await this.level.put(FORMAT_KEY, encode({ format: FORMAT_VERSION }), { sync: true })
       return
     }
