@@ -22,6 +22,8 @@ import { IMPORT_KEY_PREFIX, assertCommittedParent, assertFree, assertNotReserved
 import { collectGarbage } from './store/gc.js'
 import { checkStore } from './store/fsck.js'
 import { newDamage, reportDamage } from './store/damage.js'
+import { rebuildDatabase } from './store/repair.js'
+import { findLosses } from './store/lossreport.js'
 import { layerUsage } from './store/usage.js'
 import { snapshotDir } from './transfer/importdir.js'
 import { checkout } from './transfer/checkout.js'
@@ -30,7 +32,7 @@ import { exportOciLayer } from './transfer/ociexport.js'
 import { exportOverlayDirs, importOverlayDir } from './transfer/overlaydir.js'
 import { diff } from './diff.js'
 import type { CheckoutOptions, DiffEntry, SnapshotDirOptions, ExportLayerOptions, ExportResult, ImportLayerOptions } from './types.js'
-import type { FsOptions, FsckReport, GcReport, SnapshotInfo, SnapshotKind, Usage, WalkFilter } from './types.js'
+import type { FsOptions, FsckReport, GcReport, RepairReport, SnapshotInfo, SnapshotKind, Usage, WalkFilter } from './types.js'
 import { ROOT } from './types.js'
 import { openDirOverlay, type DirStackOptions } from './dirstack.js'
 
@@ -81,6 +83,27 @@ export class Store {
     const db = await Db.open(path)
     const chunks = new ChunkStore(db, opts.chunkHasher ?? (await xxh64Hasher()), opts.cacheBytes ?? 256 * 1024 * 1024)
     return new Store(db, chunks)
+  }
+
+  /**
+   * Rebuilds the database of a store that no longer opens (a lost `db/CURRENT` or MANIFEST, a
+   * truncated or missing table) from every record LevelDB can still read, and reports what was
+   * salvaged and what was lost, by snapshot and path. `db/` is first copied to
+   * `db.before-repair-<time>` beside it, so the repair cannot lose more than the damage did.
+   * Refused with EBUSY while any process has the store open. Pack files are left as they are: a
+   * pack whose pointers were lost is listed, and is garbage to the next gc.
+   */
+  static async repair(opts: StoreOptions = {}): Promise<RepairReport> {
+    const path = resolve(opts.path ?? defaultStorePath())
+    const rebuilt = await rebuildDatabase(path)
+    const store = await Store.open({ ...opts, path })
+    try {
+      const losses = await findLosses(store)
+      const ok = losses.damaged.length === 0 && losses.lostSnapshots.length === 0 && losses.orphanLayers.length === 0 && losses.unreferencedPacks.length === 0
+      return { ok, store: path, ...rebuilt, ...losses }
+    } finally {
+      await store.close()
+    }
   }
 
   get path(): string {

@@ -165,3 +165,40 @@ export interface ExportResult {
   /** 'overlay': the `lowerdir=` value that mounts the snapshot's tree, top layer first. */
   lowerdir?: string
 }
+
+/** What `Store.repair` lost in one snapshot: whole-snapshot problems, and paths that cannot be read back whole. */
+export interface SnapshotLoss {
+  name: string
+  kind: SnapshotKind
+  /** What the snapshot itself lost (its parent, its layer, its index root). */
+  problems: string[]
+  /** Paths of its tree that are gone or damaged, each with what is missing. */
+  paths: { path: string; problem: string }[]
+}
+
+/**
+ * The outcome of `Store.repair`: what LevelDB's repair salvaged, and what is lost, by snapshot and
+ * path. `ok` is true when every snapshot that survived reads back whole and nothing else is known lost.
+ */
+export interface RepairReport {
+  ok: boolean
+  store: string
+  /** Copy of `db/` as it was before the repair (undefined when there was no `db/`). */
+  backup?: string
+  /** Files LevelDB could not use and moved to `db/lost/` during this repair. */
+  setAside: string[]
+  /** Records salvaged, by key prefix (`S/`, `I/`, `P/`, …). */
+  records: Record<string, number>
+  /** Store records the repair wrote back: the format record, id counters raised above every id in use. */
+  rewritten: string[]
+  /** Snapshots whose trees read back whole. */
+  intact: string[]
+  /** Snapshots that lost something. */
+  damaged: SnapshotLoss[]
+  /** Snapshots known to be gone: named as a parent by a surviving snapshot, but without a record. */
+  lostSnapshots: string[]
+  /** Layers with records but no snapshot: their snapshot's record was lost (or they await gc). */
+  orphanLayers: string[]
+  /** Pack files no chunk pointer names any more: gc deletes them. */
+  unreferencedPacks: string[]
+}

@@ -213,7 +213,8 @@ function decodeAt<T>(raw: Buffer, key: string): T {
   }
 }
 
-function lockedMessage(dir: string): string {
+/** Why a store is refused as in use, naming the process that holds it where its HOLDER file tells. */
+export function lockedMessage(dir: string): string {
   try {
     const h = JSON.parse(readFileSync(join(dir, HOLDER_FILE), 'utf8')) as { pid: number; command: string; since: string }
     return `store ${dir} is in use by process ${h.pid} (${h.command}) since ${h.since}; stop it or use another --store`
