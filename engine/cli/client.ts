@@ -4,17 +4,23 @@ import type { Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Store } from '../store.js'
 import { StoreError, isCode } from '../errors.js'
+import { readHolder } from '../store/db.js'
 import { CliError, ReportedExit } from './errors.js'
 import type { CliIo } from './io.js'
 import { storeSocketPath } from './runtime.js'
 import { FRAME, jsonFrame, readFrames, type ExitMessage, type ServerRequest } from './wire.js'
 
 /**
- * How long a command waits for a store whose holder is a server starting or stopping (its socket
- * is there, or about to be). Another kind of holder gets the store's own "in use" error sooner.
+ * How long a command waits at least for a store whose holder is a server starting or stopping
+ * (its socket is there, or about to be).
  */
 const SERVER_WAIT_MS = 5000
-const HOLDER_WAIT_MS = 1000
+/**
+ * How long a command waits by default for another process (a command, a program using the
+ * engine) to close the store: most commands take seconds, and two run from scripts at once should
+ * take turns rather than fail. `--wait SECONDS` or $STRATA_LOCK_WAIT change it.
+ */
+export const DEFAULT_LOCK_WAIT_MS = 30_000
 const RETRY_MS = 100
 
 /** A live server's connection, or why there is none: no socket file, or one nobody listens on. */
@@ -69,8 +75,9 @@ function writeAll(stream: Writable, data: Buffer): Promise<void> {
  * local run with the server's exit status). A socket left by a server that died is removed
  * once the store has opened, so it cannot be mistaken for a live one again.
  */
-export async function openStoreOrForward(path: string, io: CliIo): Promise<Store> {
+export async function openStoreOrForward(path: string, io: CliIo, lockWaitMs = DEFAULT_LOCK_WAIT_MS): Promise<Store> {
   const started = Date.now()
+  let told = false
   // a runtime dir too deep for a socket name holds no server to ask
   let socketPath: string | undefined
   try {
@@ -92,8 +99,18 @@ export async function openStoreOrForward(path: string, io: CliIo): Promise<Store
     } catch (err) {
       if (!(err instanceof StoreError && err.code === 'EBUSY')) throw err
       const waited = Date.now() - started
-      if (waited >= (socketPath !== undefined && existsSync(socketPath) ? SERVER_WAIT_MS : HOLDER_WAIT_MS)) throw err
-      await sleep(RETRY_MS)
+      const limit = socketPath !== undefined && existsSync(socketPath) ? Math.max(SERVER_WAIT_MS, lockWaitMs) : lockWaitMs
+      if (waited >= limit) throw limit === 0 ? err : new StoreError('EBUSY', `${err.message} (waited ${Math.round(waited / 1000)} s)`)
+      if (!told) {
+        told = true
+        io.stderr.write(`strata: ${waitingMessage(path)}; waiting up to ${Math.round(limit / 1000)} s (--wait SECONDS to change)\n`)
+      }
+      await sleep(Math.min(RETRY_MS, limit - waited))
     }
   }
+}
+
+function waitingMessage(path: string): string {
+  const h = readHolder(path)
+  return h ? `store ${path} is in use by process ${h.pid} (${h.command})` : `store ${path} is in use by another process`
 }

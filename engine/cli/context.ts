@@ -1,23 +1,45 @@
 import { resolve } from 'node:path'
 import { InvalidArgumentError, type Command } from 'commander'
 import { defaultStorePath, type Store } from '../index.js'
-import { openStoreOrForward } from './client.js'
+import { DEFAULT_LOCK_WAIT_MS, openStoreOrForward } from './client.js'
 import { cliIo } from './io.js'
 
-export { CliError } from './errors.js'
+import { CliError } from './errors.js'
+
+export { CliError }
 
 /** Options every command takes (declared once, on the program). */
 export interface GlobalOptions {
   /** Absolute path of the store. */
   store: string
   json: boolean
+  /** How long to wait for another process to close the store (`--wait`, $STRATA_LOCK_WAIT). */
+  lockWaitMs: number
 }
 
 export function globalOptions(cmd: Command): GlobalOptions {
-  const o = cmd.optsWithGlobals<{ store?: string; json?: boolean }>()
+  const o = cmd.optsWithGlobals<{ store?: string; json?: boolean; wait?: number }>()
   // a served command line runs on the server's store: the client found that server by this very path
   const served = cliIo().store
-  return { store: served ? served.path : hostPath(o.store ?? defaultStorePath()), json: o.json === true }
+  return { store: served ? served.path : hostPath(o.store ?? defaultStorePath()), json: o.json === true, lockWaitMs: lockWaitMs(o.wait) }
+}
+
+/** Seconds, as `--wait` and $STRATA_LOCK_WAIT give them: a number, zero or more. */
+export function parseWaitSeconds(value: string): number {
+  const s = Number(value)
+  if (value.trim() === '' || !Number.isFinite(s) || s < 0) throw new InvalidArgumentError(`'${value}' is not a number of seconds`)
+  return s
+}
+
+function lockWaitMs(option: number | undefined): number {
+  if (option !== undefined) return option * 1000
+  const env = process.env.STRATA_LOCK_WAIT
+  if (env === undefined || env === '') return DEFAULT_LOCK_WAIT_MS
+  try {
+    return parseWaitSeconds(env) * 1000
+  } catch {
+    throw new CliError(`STRATA_LOCK_WAIT='${env}' is not a number of seconds`)
+  }
 }
 
 /**
@@ -41,7 +63,7 @@ export async function withStore<T>(cmd: Command, fn: (store: Store, opts: Global
   const opts = globalOptions(cmd)
   const served = cliIo().store
   if (served) return fn(served, opts)
-  const store = await openStoreOrForward(opts.store, cliIo())
+  const store = await openStoreOrForward(opts.store, cliIo(), opts.lockWaitMs)
   let result: T
   try {
     result = await fn(store, opts)

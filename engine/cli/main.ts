@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander'
 import { isCode } from '../errors.js'
 import { ReportedExit } from './errors.js'
 import { cliIo, processIo, withCliIo } from './io.js'
+import { parseWaitSeconds } from './context.js'
 import { registerFiles } from './files.js'
 import { registerInspection, registerLifecycle } from './lifecycle.js'
 import { registerMaintenance } from './maintenance.js'
@@ -29,6 +30,7 @@ export function buildProgram(registrations: readonly Registration[] = []): Comma
     .helpOption('-h, --help', 'show help')
     .option('--store <dir>', 'store directory (default: $STRATA_STORE, else ~/.local/share/strata)')
     .option('--json', 'print the result as one JSON document on stdout')
+    .option('--wait <seconds>', 'how long to wait for another process to close the store (default: $STRATA_LOCK_WAIT, else 30)', parseWaitSeconds)
     .configureHelp({ showGlobalOptions: true })
     // set before the commands are added, so every command inherits them
     .exitOverride()

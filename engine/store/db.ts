@@ -213,14 +213,20 @@ function decodeAt<T>(raw: Buffer, key: string): T {
   }
 }
 
+/** The process that has the store open, as its HOLDER file tells; undefined when that cannot be read. */
+export function readHolder(dir: string): { pid: number; command: string; since: string } | undefined {
+  try {
+    return JSON.parse(readFileSync(join(dir, HOLDER_FILE), 'utf8')) as { pid: number; command: string; since: string }
+  } catch {
+    return undefined
+  }
+}
+
 /** Why a store is refused as in use, naming the process that holds it where its HOLDER file tells. */
 export function lockedMessage(dir: string): string {
-  try {
-    const h = JSON.parse(readFileSync(join(dir, HOLDER_FILE), 'utf8')) as { pid: number; command: string; since: string }
-    return `store ${dir} is in use by process ${h.pid} (${h.command}) since ${h.since}; stop it or use another --store`
-  } catch {
-    return `store ${dir} is in use by another process; stop it or use another --store`
-  }
+  const h = readHolder(dir)
+  if (!h) return `store ${dir} is in use by another process; stop it or use another --store`
+  return `store ${dir} is in use by process ${h.pid} (${h.command}) since ${h.since}; stop it or use another --store`
 }
 
 /** A set of writes applied as one atomic batch; reads of keys it wrote see the new values. */
