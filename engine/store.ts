@@ -99,7 +99,7 @@ export class Store {
     const store = await Store.open({ ...opts, path })
     try {
       const losses = await findLosses(store)
-      const ok = losses.damaged.length === 0 && losses.lostSnapshots.length === 0 && losses.orphanLayers.length === 0 && losses.unreferencedPacks.length === 0
+      const ok = rebuilt.lostTables === 0 && losses.damaged.length === 0 && losses.lostSnapshots.length === 0 && losses.orphanLayers.length === 0 && losses.unreferencedPacks.length === 0
       return { ok, store: path, ...rebuilt, ...losses }
     } finally {
       await store.close()

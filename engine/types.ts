@@ -178,14 +178,20 @@ export interface SnapshotLoss {
 
 /**
  * The outcome of `Store.repair`: what LevelDB's repair salvaged, and what is lost, by snapshot and
- * path. `ok` is true when every snapshot that survived reads back whole and nothing else is known lost.
+ * path. `ok` is true only when no table was lost and every snapshot reads back whole. A snapshot
+ * whose every record was in a lost table leaves no trace to name it by: `lostTables` says that
+ * records are gone even where no snapshot can be named.
  */
 export interface RepairReport {
   ok: boolean
   store: string
   /** Copy of `db/` as it was before the repair (undefined when there was no `db/`). */
   backup?: string
-  /** Files LevelDB could not use and moved to `db/lost/` during this repair. */
+  /** What LevelDB reported when asked to open the database before the repair (undefined: it opened). */
+  found?: string
+  /** Table files whose records are gone: missing from `db/`, or unreadable (set aside). */
+  lostTables: number
+  /** Files LevelDB moved to `db/lost/` during this repair: manifests and logs it replaced, tables it could not read. */
   setAside: string[]
   /** Records salvaged, by key prefix (`S/`, `I/`, `P/`, …). */
   records: Record<string, number>

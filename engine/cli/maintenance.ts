@@ -61,6 +61,8 @@ async function repair(cmd: Command): Promise<void> {
 
 function repairText(r: RepairReport): string {
   const lines = [`rebuilt the database of store ${r.store}${r.backup ? ` (db/ as it was: ${r.backup})` : ''}`]
+  if (r.found) lines.push(`LevelDB found: ${r.found}`)
+  if (r.lostTables > 0) lines.push(`LOST: ${r.lostTables} table file(s) of the database, missing or unreadable; their records are gone, and a snapshot whose records were all in them cannot be named`)
   const counts = Object.entries(r.records).map(([prefix, n]) => `${prefix} ${n}`).join(', ')
   lines.push(`salvaged records: ${counts || 'none'}`)
   // LevelDB moves every old manifest and log it carried over to db/lost/, and every table it could not read

@@ -1,4 +1,4 @@
-import { cpSync, existsSync, fsyncSync, mkdirSync, openSync, closeSync, readdirSync, statSync } from 'node:fs'
+import { cpSync, existsSync, fsyncSync, mkdirSync, openSync, closeSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { Level as LevelDB } from 'level'
 import { StoreError, isCode } from '../errors.js'
@@ -20,6 +20,8 @@ type Repairable = { repair(location: string): Promise<void> }
 
 export interface Rebuilt {
   backup?: string
+  found?: string
+  lostTables: number
   setAside: string[]
   records: Record<string, number>
   rewritten: string[]
@@ -29,7 +31,14 @@ export async function rebuildDatabase(storeDir: string): Promise<Rebuilt> {
   if (!existsSync(storeDir)) throw new StoreError('ENOENT', `cannot repair store ${storeDir}: no such directory`)
   const dbDir = join(storeDir, 'db')
   const backup = existsSync(dbDir) ? copyAside(storeDir, dbDir) : undefined
-  await refuseIfHeld(storeDir, dbDir)
+  let found: string | undefined
+  try {
+    found = await refuseIfHeld(storeDir, dbDir)
+  } catch (err) {
+    // a copy of a database another process is writing is worth nothing
+    if (backup) rmSync(backup, { recursive: true, force: true })
+    throw err
+  }
   mkdirSync(dbDir, { recursive: true })
   const lostBefore = new Set(lostFiles(dbDir))
   try {
@@ -38,11 +47,12 @@ export async function rebuildDatabase(storeDir: string): Promise<Rebuilt> {
     throw new StoreError('EIO', `cannot repair store ${storeDir}: ${(err as Error).message}${backup ? `; db/ as it was is in ${backup}` : ''}`)
   }
   const setAside = lostFiles(dbDir).filter((n) => !lostBefore.has(n)).map((n) => `db/lost/${n}`)
+  const lostTables = missingTables(found) + setAside.filter((f) => TABLE.test(f)).length
   const level: Level = new LevelDB<string, Buffer>(dbDir, { keyEncoding: 'utf8', valueEncoding: 'buffer', createIfMissing: false })
   await level.open()
   try {
     const { records, rewritten } = await restoreStoreRecords(level)
-    return { backup, setAside, records, rewritten }
+    return { backup, found, lostTables, setAside, records, rewritten }
   } finally {
     await level.close()
   }
@@ -80,16 +90,26 @@ function syncPath(p: string): void {
  * attempt finds out: it fails on the lock first when another process holds it, and it never
  * creates a database (a damaged one fails to open, which is why we are here).
  */
-async function refuseIfHeld(storeDir: string, dbDir: string): Promise<void> {
+async function refuseIfHeld(storeDir: string, dbDir: string): Promise<string | undefined> {
   const probe: Level = new LevelDB<string, Buffer>(dbDir, { createIfMissing: false })
   try {
     await probe.open()
   } catch (err) {
     const cause = (err as { cause?: unknown }).cause
     if (isCode(err, 'LEVEL_LOCKED') || isCode(cause, 'LEVEL_LOCKED')) throw new StoreError('EBUSY', `cannot repair: ${lockedMessage(storeDir)}`)
-    return
+    // what was wrong, as LevelDB says it: the report repeats it
+    return (cause as Error | undefined)?.message ?? (err as Error).message
   }
   await probe.close()
+  return undefined
+}
+
+const TABLE = /\.(ldb|sst)$/
+
+/** Tables the manifest lists but the directory lacks, as LevelDB's open reports them ("Corruption: 2 missing files; e.g.: …"). */
+function missingTables(found: string | undefined): number {
+  const m = found === undefined ? null : /(\d+) missing files/.exec(found)
+  return m ? Number(m[1]) : 0
 }
 
 function lostFiles(dbDir: string): string[] {
