@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { Store, StoreError } from '../engine/index.js'
 import { encode } from '../engine/store/codec.js'
 import { FORMAT_KEY } from '../engine/store/keys.js'
@@ -115,4 +116,81 @@ test('a store path that is a file gives a StoreError naming it', () => withDir(a
   await writeFile(path, 'not a store')
   const err = await expectStoreError(path, 'EIO', /plain-file/)
   assert.ok(err.message.includes(path), err.message)
+}))
+
+/* ---- the CLI waits for another process to close the store ---- */
+
+const BIN = fileURLToPath(new URL('../../bin/strata.js', import.meta.url))
+
+/** A CLI run on the store at `path` with a runtime dir of its own (no server to find). */
+function cli(path: string, args: string[], env: Record<string, string> = {}): ChildProcess {
+  return spawn(process.execPath, [BIN, '--store', path, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, STRATA_DEBUG: '', STRATA_RUNTIME_DIR: join(path, 'runtime'), ...env },
+  })
+}
+
+/** Resolves once the child's stderr holds `pattern`; also collects all of it. */
+function watchStderr(child: ChildProcess): { text: () => string; seen: (pattern: RegExp) => Promise<void>; exit: Promise<number> } {
+  let text = ''
+  const waiters: { pattern: RegExp; resolve: () => void }[] = []
+  child.stderr!.on('data', (chunk) => {
+    text += String(chunk)
+    for (const w of waiters.filter((w) => w.pattern.test(text))) w.resolve()
+  })
+  const exit = once(child, 'exit').then(([code]) => code as number)
+  return {
+    text: () => text,
+    seen: (pattern) => new Promise<void>((resolve, reject) => {
+      if (pattern.test(text)) return resolve()
+      waiters.push({ pattern, resolve })
+      void exit.then(() => reject(new Error(`exited before printing ${pattern}: ${text}`)))
+    }),
+    exit,
+  }
+}
+
+test('a command waits for the process holding the store, says so once, and runs when it is free', () => withDir(async (path) => {
+  const child = await holder(path)
+  const holderExit = once(child, 'exit')
+  let released = false
+  try {
+    const run = cli(path, ['prepare', 'after-wait', '--wait', '120'])
+    const err = watchStderr(run)
+    await err.seen(/waiting/)
+    assert.match(err.text(), new RegExp(`^strata: store ${path} is in use by process ${child.pid} .*; waiting up to 120 s`))
+    child.stdin!.end()
+    released = true
+    assert.equal(await err.exit, 0, err.text())
+    assert.equal(err.text().trimEnd().split('\n').length, 1, `one message while waiting: ${err.text()}`)
+  } finally {
+    if (!released) child.stdin!.end()
+    await holderExit
+  }
+  const store = await Store.open({ path })
+  assert.equal((await store.stat('after-wait')).kind, 'active')
+  await store.close()
+}))
+
+test('a command gives up after --wait with EBUSY naming the holder; STRATA_LOCK_WAIT=0 fails at once', () => withDir(async (path) => {
+  const child = await holder(path)
+  try {
+    const timed = watchStderr(cli(path, ['snapshots', '--wait', '0.3']))
+    assert.equal(await timed.exit, 1)
+    const lines = timed.text().trimEnd().split('\n')
+    assert.equal(lines.length, 2, timed.text())
+    assert.match(lines[0], new RegExp(`^strata: store ${path} is in use by process ${child.pid} .*; waiting up to`))
+    assert.match(lines[1], new RegExp(`^strata: store ${path} is in use by process ${child.pid} .*\\(waited [\\d.]+ s\\)$`))
+
+    const now = watchStderr(cli(path, ['snapshots'], { STRATA_LOCK_WAIT: '0' }))
+    assert.equal(await now.exit, 1)
+    assert.match(now.text(), new RegExp(`^strata: store ${path} is in use by process ${child.pid} [^\\n]*\\n$`))
+
+    const bad = watchStderr(cli(path, ['snapshots', '--wait', 'soon']))
+    assert.equal(await bad.exit, 2)
+    assert.match(bad.text(), /'soon' is not a number of seconds/)
+  } finally {
+    child.stdin!.end()
+    await once(child, 'exit')
+  }
 }))

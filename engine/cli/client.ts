@@ -100,10 +100,10 @@ export async function openStoreOrForward(path: string, io: CliIo, lockWaitMs = D
       if (!(err instanceof StoreError && err.code === 'EBUSY')) throw err
       const waited = Date.now() - started
       const limit = socketPath !== undefined && existsSync(socketPath) ? Math.max(SERVER_WAIT_MS, lockWaitMs) : lockWaitMs
-      if (waited >= limit) throw limit === 0 ? err : new StoreError('EBUSY', `${err.message} (waited ${Math.round(waited / 1000)} s)`)
+      if (waited >= limit) throw limit === 0 ? err : new StoreError('EBUSY', `${err.message} (waited ${seconds(waited)} s)`)
       if (!told) {
         told = true
-        io.stderr.write(`strata: ${waitingMessage(path)}; waiting up to ${Math.round(limit / 1000)} s (--wait SECONDS to change)\n`)
+        io.stderr.write(`strata: ${waitingMessage(path)}; waiting up to ${seconds(limit)} s (--wait SECONDS to change)\n`)
       }
       await sleep(Math.min(RETRY_MS, limit - waited))
     }
@@ -114,3 +114,5 @@ function waitingMessage(path: string): string {
   const h = readHolder(path)
   return h ? `store ${path} is in use by process ${h.pid} (${h.command})` : `store ${path} is in use by another process`
 }
+
+const seconds = (ms: number): number => Number((ms / 1000).toFixed(1))
