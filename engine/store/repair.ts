@@ -28,8 +28,9 @@ export interface Rebuilt {
 }
 
 export async function rebuildDatabase(storeDir: string): Promise<Rebuilt> {
-  if (!existsSync(storeDir)) throw new StoreError('ENOENT', `cannot repair store ${storeDir}: no such directory`)
   const dbDir = join(storeDir, 'db')
+  // a mistyped path must not become a new, empty store
+  if (!isDir(dbDir) && !isDir(join(storeDir, 'packs'))) throw new StoreError('ENOENT', `cannot repair ${storeDir}: no store there (neither db/ nor packs/)`)
   const backup = existsSync(dbDir) ? copyAside(storeDir, dbDir) : undefined
   let found: string | undefined
   try {
@@ -184,4 +185,12 @@ async function restoreStoreRecords(level: Level): Promise<{ records: Record<stri
   }
   await batch.write({ sync: true })
   return { records, rewritten }
+}
+
+function isDir(p: string): boolean {
+  try {
+    return statSync(p).isDirectory()
+  } catch {
+    return false
+  }
 }
