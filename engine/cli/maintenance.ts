@@ -80,5 +80,6 @@ function repairText(r: RepairReport): string {
   if (r.orphanLayers.length > 0) lines.push(`layers no snapshot owns (records of a lost snapshot; gc deletes them): ${r.orphanLayers.join(', ')}`)
   if (r.unreferencedPacks.length > 0) lines.push(`packs no chunk pointer names (data of lost records; gc deletes them): ${r.unreferencedPacks.join(', ')}`)
   lines.push(r.ok ? 'nothing was lost' : 'some data was lost (above); move packs/ aside before a gc if you mean to recover more by other means')
+  lines.push('the repair looks for every record and chunk; `strata fsck --verify-data` also checks their bytes')
   return lines.join('\n')
 }

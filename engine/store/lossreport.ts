@@ -40,10 +40,15 @@ export async function findLosses(store: Store): Promise<LossReport> {
       problems.push(`parent '${r.parent}' is lost`)
       lostSnapshots.add(r.parent)
     }
-    if (r.layer !== undefined && !(await store.db.getRaw(`${LAYER_PREFIX}${r.layer}`))) problems.push(`layer record ${r.layer} is lost`)
     let paths: PathProblem[] = []
-    if (r.kind === 'committed') paths = await walker.committed(name, r)
-    else if (r.kind === 'active' && !lostSnapshots.has(r.parent)) paths = await walkFs(store.fs(name))
+    try {
+      if (r.layer !== undefined && !(await store.db.getRaw(`${LAYER_PREFIX}${r.layer}`))) problems.push(`layer record ${r.layer} is lost`)
+      if (r.kind === 'committed') paths = await walker.committed(name, r)
+      else if (r.kind === 'active' && !lostSnapshots.has(r.parent)) paths = await walkFs(store.fs(name))
+    } catch (err) {
+      // a record the salvage kept but that cannot be read: the snapshot is not whole, whatever else it lost
+      problems.push(`cannot be read: ${(err as Error).message}`)
+    }
     if (problems.length === 0 && paths.length === 0) intact.push(name)
     else damaged.push({ name, kind: r.kind, problems, paths })
   }
@@ -120,9 +125,9 @@ class IndexWalker {
   }
 
   private async chunkProblem(hex: string): Promise<string | undefined> {
-    const where = await this.store.db.getRaw(packedKey(hex))
-    if (!where) return (await this.store.db.getRaw(chunkKey(hex))) ? undefined : `chunk ${hex} is missing`
     try {
+      const where = await this.store.db.getRaw(packedKey(hex))
+      if (!where) return (await this.store.db.getRaw(chunkKey(hex))) ? undefined : `chunk ${hex} is missing`
       const at = decodePointer(where)
       const size = this.packSizes.get(at.pack)
       if (size === undefined) return `chunk ${hex}: pack ${packFileName(at.pack)} is missing`
