@@ -319,3 +319,43 @@ test('a repair is refused while another process has the store open, and leaves n
     await store.close()
   }
 }))
+
+test('a repair raises id counters whose records were lost, so new snapshots overwrite no survivor', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'strata-damage-'))
+  try {
+    const src = join(root, 'src')
+    for (const [name, body] of Object.entries(sourceFiles(0))) {
+      await mkdir(join(src, name, '..'), { recursive: true })
+      await writeFile(join(src, name), body)
+    }
+    const path = join(root, 'store')
+    let store = await Store.open({ path })
+    await store.snapshotDir(src, { name: 'base' })
+    await store.prepare('work', 'base')
+    await store.fs('work').writeFile('/written', 'through an active snapshot\n')
+    // as if the table holding the counters were lost
+    const txn = store.db.txn()
+    for (const name of ['ino', 'layer', 'node']) txn.del(`N/${name}`)
+    await txn.commit(true)
+    await store.close()
+
+    const report = await Store.repair({ path })
+    assert.equal(report.ok, true, JSON.stringify(report))
+    assert.deepEqual(report.intact.sort(), ['base', 'work'])
+    assert.deepEqual(report.rewritten.map((r) => r.split(':')[0]).sort(), ['counter ino', 'counter layer', 'counter node'])
+
+    store = await Store.open({ path })
+    try {
+      await store.snapshotDir(src, { name: 'again' })
+      await store.prepare('more', 'again')
+      await store.fs('more').writeFile('/other', 'x')
+      assert.deepEqual(diffTrees(await readTree(src), await readTree(store.fs('base'))), [])
+      assert.equal(await store.fs('work').readFile('/written', 'utf8'), 'through an active snapshot\n')
+      assert.deepEqual((await store.fsck()).problems, [])
+    } finally {
+      await store.close()
+    }
+  } finally {
+    await rm(root, { recursive: true, force: true })
+  }
+})
