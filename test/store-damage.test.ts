@@ -54,8 +54,7 @@ interface Fixture {
  * reopened): LevelDB writes the log of each into a table on the next open, and the last open
  * leaves every record in tables.
  */
-async function buildFixture(): Promise<Fixture> {
-  const root = await mkdtemp(join(tmpdir(), 'strata-damage-'))
+async function buildFixture(root: string): Promise<Fixture> {
   const store = join(root, 'store')
   const sources: string[] = []
   for (let i = 0; i < SNAPSHOTS.length; i++) {
@@ -109,11 +108,11 @@ async function listing(store: string, tablesOnly = false): Promise<Record<string
 }
 
 async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
-  const f = await buildFixture()
+  const root = await mkdtemp(join(tmpdir(), 'strata-damage-'))
   try {
-    await fn(f)
+    await fn(await buildFixture(root))
   } finally {
-    await rm(f.root, { recursive: true, force: true })
+    await rm(root, { recursive: true, force: true })
   }
 }
 
