@@ -3,7 +3,7 @@ import { constants } from 'node:os'
 export type ErrnoCode =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EXDEV' | 'ENAMETOOLONG' | 'EINVAL'
   | 'EACCES' | 'EPERM' | 'EROFS' | 'EBADF' | 'EBUSY' | 'ELOOP' | 'EMLINK' | 'ENODATA' | 'ERANGE'
-  | 'ENOTSUP' | 'EFBIG' | 'ESTALE' | 'EIO' | 'ENODEV'
+  | 'ENOTSUP' | 'EFBIG' | 'ESTALE' | 'EIO' | 'ENODEV' | 'ENOSPC'
 
 /** An error shaped like node's fs errors: `code` is the errno name, `path` names what it concerns. */
 export class FsError extends Error {
@@ -46,6 +46,7 @@ const DESCRIPTIONS: Partial<Record<ErrnoCode, string>> = {
   ENOTSUP: 'operation not supported',
   EFBIG: 'file too large',
   ENODEV: 'no such device',
+  ENOSPC: 'no space left on device',
 }
 
 function describe(code: ErrnoCode): string {

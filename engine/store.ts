@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Db } from './store/db.js'
+import { isNoSpace, releaseReserve } from './store/space.js'
 import { ChunkStore, xxh64Hasher, type ChunkHasher } from './store/chunks.js'
 import { Counter } from './store/counters.js'
 import { StoreLayer } from './store/layer.js'
@@ -159,11 +160,26 @@ export class Store {
       try {
         return await fill(key)
       } catch (err) {
-        await this.remove(key).catch(() => undefined)
+        await this.discardImport(key)
         throw err
       }
     } finally {
       this.importing.delete(key)
+    }
+  }
+
+  /**
+   * Removes the temporary snapshot of a failed import, so that what it wrote is garbage for the
+   * next gc. An import that filled the disk leaves no room to write the removal: then the
+   * store's reserve is given up for it (see store/space.ts), since otherwise the import's data
+   * would stay held until the next open. Best effort: the import's own error is what is reported.
+   */
+  private async discardImport(key: string): Promise<void> {
+    try {
+      await this.remove(key)
+    } catch (err) {
+      if (!isNoSpace(err) || !releaseReserve(this.db.dir)) return
+      await this.remove(key).catch(() => undefined)
     }
   }
 

@@ -142,12 +142,12 @@ export async function writeNonZeroRuns(buf: Buffer, length: number, position: nu
 
 const ERRNO_CODES = new Set<string>([
   'ENOENT', 'EEXIST', 'ENOTDIR', 'EISDIR', 'ENOTEMPTY', 'EXDEV', 'ENAMETOOLONG', 'EINVAL', 'EACCES', 'EPERM', 'EROFS',
-  'EBADF', 'EBUSY', 'ELOOP', 'EMLINK', 'ENODATA', 'ERANGE', 'ENOTSUP', 'EFBIG', 'ESTALE', 'EIO',
+  'EBADF', 'EBUSY', 'ELOOP', 'EMLINK', 'ENODATA', 'ERANGE', 'ENOTSUP', 'EFBIG', 'ESTALE', 'EIO', 'ENOSPC',
 ] satisfies ErrnoCode[])
 
 /**
  * A host I/O error as an FsError, keeping its errno name and path; codes the engine does not
- * name (ENOSPC...) become EIO with the original message. Engine errors pass through.
+ * name (EDQUOT...) become EIO with the original message. Engine errors pass through.
  */
 export function hostError(err: unknown, syscall: string, path: string): unknown {
   if (err instanceof FsError || err instanceof StoreError) return err

@@ -3,9 +3,10 @@ import { dirname, join } from 'node:path'
 import { Level as LevelDB } from 'level'
 import { decode, encode } from './codec.js'
 import { FORMAT_KEY, chunkKey, packedKey, prefixRange } from './keys.js'
-import { Packs, encodePointer } from './packs.js'
+import { Packs, encodePointer, type PackPointer } from './packs.js'
 import { checkBeforeOpen, refuseUnindexedPacks } from './opencheck.js'
 import { FsError, StoreError, isCode } from '../errors.js'
+import { RESERVE_BYTES, freeBytes, isNoSpace, keepReserve, logBytes, noSpaceError, reopenBytes, withReserve } from './space.js'
 
 /**
  * 2: chunk bodies may live in pack files (`P/` keys). 3: inline contents are written with a
@@ -22,6 +23,8 @@ const UPGRADABLE = [1, 2]
  */
 export const PACK_MIN_BYTES = 1024 * 1024
 const HOLDER_FILE = 'HOLDER'
+/** A log larger than this is written out into a table on close (see `Db.flushLog`). */
+const FLUSH_ON_CLOSE_BYTES = RESERVE_BYTES / 2
 /**
  * LevelDB memtable size. With the 4 MiB default a data ingest makes level-0 files faster than
  * compaction merges them, and LevelDB then delays every write by 1 ms: the small record writes
@@ -32,11 +35,31 @@ export const WRITE_BUFFER = 64 * 1024 * 1024
 
 type Level = LevelDB<string, Buffer>
 
+/** One write of a batch, in the form LevelDB's array batch takes. */
+type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string }
+
+/** Batches waiting for the one being written; they go to LevelDB together (see `Db.write`). */
+interface QueuedWrite {
+  ops: BatchOp[]
+  sync: boolean
+  done: (err?: unknown) => void
+}
+
 /**
  * The LevelDB of one store. Writes go through `Txn`s, each one atomic LevelDB batch: a crash
  * keeps all of an operation or none of it.
  */
 export class Db {
+  /**
+   * The write error that stopped this handle's writes, until LevelDB is reopened (see `resume`).
+   * After a failed append LevelDB's log holds a torn record that its writer does not know of:
+   * records written after it would be dropped with it on the next open, though acknowledged.
+   */
+  private failure?: unknown
+  private resuming?: Promise<void>
+  private readonly queued: QueuedWrite[] = []
+  private writing = false
+
   private constructor(readonly dir: string, private readonly level: Level, readonly packs: Packs) {}
 
   static async open(dir: string): Promise<Db> {
@@ -49,8 +72,9 @@ export class Db {
     const createIfMissing = checkBeforeOpen(dir) === 'new'
     const level: Level = new LevelDB<string, Buffer>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'buffer', writeBufferSize: WRITE_BUFFER, createIfMissing })
     try {
-      await level.open()
+      await withReserve(dir, () => level.open())
     } catch (err) {
+      if (isNoSpace(err)) throw noSpaceError(dir, `cannot open it: opening writes LevelDB's log out as a table, ${mebibytes(reopenBytes(join(dir, 'db')))} MiB; free that much on its filesystem`)
       const cause = (err as { cause?: unknown }).cause
       if (isCode(err, 'LEVEL_LOCKED') || isCode(cause, 'LEVEL_LOCKED')) throw new StoreError('EBUSY', lockedMessage(dir))
       throw new StoreError('EIO', `cannot open store ${dir}: ${(cause as Error | undefined)?.message ?? (err as Error).message}`)
@@ -64,7 +88,8 @@ export class Db {
       if (err instanceof StoreError) throw err
       throw new StoreError('EIO', `cannot open store ${dir}: ${(err as Error).message}`)
     }
-    writeFileSync(join(dir, HOLDER_FILE), JSON.stringify({ pid: process.pid, command: process.argv.slice(1).join(' ') || process.title, since: new Date().toISOString() }))
+    writeHolder(dir)
+    keepReserve(dir)
     return db
   }
 
@@ -74,12 +99,12 @@ export class Db {
       const any = await this.level.keys({ limit: 1 }).all()
       if (any.length > 0) throw new StoreError('EFORMAT', `store ${this.dir} has data but no format record; not a Strata store`)
       refuseUnindexedPacks(this.dir)
-      await this.level.put(FORMAT_KEY, encode({ format: FORMAT_VERSION }), { sync: true })
+      await this.write([formatOp()], true)
       return
     }
     const { format } = decode<{ format: number }>(raw)
     if (UPGRADABLE.includes(format)) {
-      await this.level.put(FORMAT_KEY, encode({ format: FORMAT_VERSION }), { sync: true })
+      await this.write([formatOp()], true)
       return
     }
     if (format !== FORMAT_VERSION) {
@@ -90,7 +115,24 @@ export class Db {
   async close(): Promise<void> {
     try { rmSync(join(this.dir, HOLDER_FILE), { force: true }) } catch { /* best effort */ }
     await this.packs.close()
+    await this.flushLog()
     await this.level.close()
+  }
+
+  /**
+   * A long-running process leaves up to two memtables' worth of log (WRITE_BUFFER each) that
+   * the next open must write out as a table before anything can be read: on a full disk more
+   * than the reserve holds. So a close with a large log writes the memtable out itself, while
+   * the disk (it just held the writes) is likelier to have room.
+   */
+  private async flushLog(): Promise<void> {
+    if (this.failure !== undefined) return
+    try {
+      if (logBytes(join(this.dir, 'db')) < FLUSH_ON_CLOSE_BYTES) return
+      // a range no key falls in: LevelDB writes the memtable to a table, starts a new log and compacts nothing else
+      // (`level` is classic-level on node, which has compactRange; its type here is the portable one)
+      await (this.level as unknown as { compactRange(start: string, end: string): Promise<void> }).compactRange('\uffff', '\uffff')
+    } catch { /* the next open replays the log instead */ }
   }
 
   async getRaw(key: string): Promise<Buffer | undefined> {
@@ -167,12 +209,101 @@ export class Db {
 
   /** Makes every write so far durable: a synced write flushes LevelDB's log with all before it. */
   async syncLog(): Promise<void> {
-    await this.level.put(FORMAT_KEY, encode({ format: FORMAT_VERSION }), { sync: true })
+    await this.write([formatOp()], true)
   }
 
   txn(): Txn {
-    return new Txn(this.level, this.packs)
+    return new Txn(this, this.packs)
   }
+
+  /**
+   * Writes `ops` as one atomic batch (synced with `sync`). Every write of the store goes
+   * through here, one batch at a time: batches that arrive while one is written wait and go
+   * together as the next (LevelDB's own group commit, done here so that no batch is handed to
+   * LevelDB after one has failed). After a failure nothing more is written until `resume` has
+   * reopened LevelDB.
+   */
+  write(ops: BatchOp[], sync: boolean): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queued.push({ ops, sync, done: (err) => (err === undefined ? resolve() : reject(err)) })
+      if (!this.writing) void this.drain()
+    })
+  }
+
+  private async drain(): Promise<void> {
+    this.writing = true
+    try {
+      while (this.queued.length > 0) {
+        const group = this.queued.splice(0)
+        let err: unknown
+        try {
+          await this.resume()
+          const ops = group.length === 1 ? group[0].ops : group.flatMap((w) => w.ops)
+          await this.level.batch(ops, { sync: group.some((w) => w.sync) })
+        } catch (e) {
+          err = this.failed(e)
+        }
+        for (const w of group) w.done(err)
+      }
+    } finally {
+      this.writing = false
+    }
+  }
+
+  /**
+   * Records a failed write (LevelDB's or a pack's): this handle acknowledges nothing more until
+   * `resume` succeeds. Returns the error to give the writer: ENOSPC for a full disk.
+   */
+  failed(err: unknown): unknown {
+    if (err instanceof StoreError && (err.code === 'ENOSPC' || err.code === 'EIO') && this.failure !== undefined) return err
+    this.failure ??= err
+    if (isNoSpace(err)) return noSpaceError(this.dir, `write failed (${(err as Error).message}); writes resume once space is freed`)
+    return new StoreError('EIO', `store ${this.dir}: write failed (${(err as Error).message}); writes resume once the store is reopened`)
+  }
+
+  /**
+   * After a failed write, reopens LevelDB before the next write is taken: the open replays the
+   * log up to the torn record (all that was acknowledged), writes it into a table and starts a
+   * new log. That needs room for the log's contents; without it writes keep failing with ENOSPC
+   * and LevelDB is left open, so reads go on.
+   */
+  async resume(): Promise<void> {
+    if (this.failure === undefined) return
+    this.resuming ??= this.reopen().finally(() => { this.resuming = undefined })
+    await this.resuming
+  }
+
+  private async reopen(): Promise<void> {
+    const dbDir = join(this.dir, 'db')
+    const needed = reopenBytes(dbDir)
+    // the reserve is not spent here: it is for opening the store, and written data would take it
+    if (freeBytes(this.dir) < needed) {
+      throw noSpaceError(this.dir, `writes stopped after a failed write; ${mebibytes(needed)} MiB must be free to resume them`)
+    }
+    await this.packs.seal()
+    await this.level.close()
+    try {
+      // if the estimate was short, the reserve goes rather than leave the store closed to reads
+      await withReserve(this.dir, () => this.level.open())
+    } catch (err) {
+      throw isNoSpace(err) ? noSpaceError(this.dir, `cannot reopen it to resume writes (${(err as Error).message})`) : err
+    }
+    this.failure = undefined
+    keepReserve(this.dir)
+  }
+}
+
+const mebibytes = (bytes: number): number => Math.ceil(bytes / (1024 * 1024))
+
+function formatOp(): BatchOp {
+  return { type: 'put', key: FORMAT_KEY, value: encode({ format: FORMAT_VERSION }) }
+}
+
+/** Who holds the store, for the message a second opener gets. Best effort: on a full disk it is not written. */
+function writeHolder(dir: string): void {
+  try {
+    writeFileSync(join(dir, HOLDER_FILE), JSON.stringify({ pid: process.pid, command: process.argv.slice(1).join(' ') || process.title, since: new Date().toISOString() }))
+  } catch { /* informational only */ }
 }
 
 /**
@@ -239,7 +370,7 @@ export class Txn {
   private readonly moved = new Set<string>()
   /** A txn committed before this one whose write may not have landed yet (see `follows`). */
   private earlier?: Txn
-  constructor(private readonly level: Level, private readonly packs: Packs) {}
+  constructor(private readonly db: Db, private readonly packs: Packs) {}
 
   /**
    * Makes `pending` see the writes of `earlier` too, while they are being written: a txn filled
@@ -286,24 +417,30 @@ export class Txn {
   async commit(sync = false): Promise<void> {
     if (this.size === 0) return
     try {
+      // nothing, not even pack bytes, is written while writes are stopped after a failure
+      await this.db.resume()
       const packed = this.chunkBytes >= PACK_MIN_BYTES
       // bodies durable first: no crash may leave a pointer to bytes that never reached the disk
-      const where = packed ? await this.packs.append([...this.chunks.values()]) : []
-      const batch = this.level.batch()
+      let where: PackPointer[] = []
       if (packed) {
-        let i = 0
-        for (const id of this.chunks.keys()) batch.put(packedKey(id), encodePointer(where[i++]))
-      } else {
-        for (const [id, body] of this.chunks) {
-          batch.put(chunkKey(id), body)
-          if (this.moved.has(id)) batch.del(packedKey(id))
+        try {
+          where = await this.packs.append([...this.chunks.values()])
+        } catch (err) {
+          throw this.db.failed(err)
         }
       }
-      for (const [k, v] of this.ops) {
-        if (v === null) batch.del(k)
-        else batch.put(k, v)
+      const ops: BatchOp[] = []
+      if (packed) {
+        let i = 0
+        for (const id of this.chunks.keys()) ops.push({ type: 'put', key: packedKey(id), value: encodePointer(where[i++]) })
+      } else {
+        for (const [id, body] of this.chunks) {
+          ops.push({ type: 'put', key: chunkKey(id), value: body })
+          if (this.moved.has(id)) ops.push({ type: 'del', key: packedKey(id) })
+        }
       }
-      await batch.write({ sync })
+      for (const [k, v] of this.ops) ops.push(v === null ? { type: 'del', key: k } : { type: 'put', key: k, value: v })
+      await this.db.write(ops, sync)
     } finally {
       // only now: until the write has landed, a txn that follows this one reads its values here
       this.ops.clear()

@@ -36,6 +36,24 @@ export function decodePointer(b: Uint8Array): PackPointer {
  */
 export const PACK_TARGET = 256 * 1024 * 1024
 
+/**
+ * Writes `bodies` one after another at `pos`, going on after a short write: the call that
+ * cannot write anything more fails with the filesystem's own error (ENOSPC on a full disk).
+ */
+async function writeAllAt(handle: FileHandle, bodies: Buffer[], pos: number): Promise<void> {
+  let rest = bodies
+  while (rest.length > 0) {
+    // writev takes at most IOV_MAX (1024) buffers per call
+    const part = rest.slice(0, 1024)
+    let { bytesWritten } = await handle.writev(part, pos)
+    if (bytesWritten === 0) throw Object.assign(new Error(`no space left on device: write to pack at ${pos} wrote nothing`), { code: 'ENOSPC' })
+    pos += bytesWritten
+    let i = 0
+    while (i < part.length && bytesWritten >= part[i].length) bytesWritten -= part[i++].length
+    rest = i < part.length ? [part[i].subarray(bytesWritten), ...part.slice(i + 1), ...rest.slice(part.length)] : rest.slice(part.length)
+  }
+}
+
 const PACK_NAME = /^([0-9a-f]{8})\.pack$/
 export const packFileName = (id: number): string => `${id.toString(16).padStart(8, '0')}.pack`
 
@@ -125,20 +143,33 @@ export class Packs {
         out.push({ pack: w.id, offset, length: b.length })
         offset += b.length
       }
-      // writev takes at most IOV_MAX (1024) buffers per call
-      for (let i = 0, pos = start; i < bodies.length; i += 1024) {
-        const part = bodies.slice(i, i + 1024)
-        const { bytesWritten } = await w.handle.writev(part, pos)
-        let expected = 0
-        for (const b of part) expected += b.length
-        if (bytesWritten !== expected) throw new Error(`short write to pack ${packFileName(w.id)}: ${bytesWritten} of ${expected} bytes`)
-        pos += expected
-      }
+      await writeAllAt(w.handle, bodies, start)
       await w.handle.datasync()
       return out
+    } catch (err) {
+      await this.abandonTail(w, start, total)
+      const e = err as { message?: unknown; code?: unknown }
+      throw Object.assign(new Error(`${String(e.message)} (appending ${total} bytes to ${this.path(w.id)})`), { code: e.code, cause: err })
     } finally {
       if (--w.appends === 0 && w !== this.writer) await w.handle.close()
     }
+  }
+
+  /**
+   * After a failed append: the bytes it wrote must not stay where a later append's pointers
+   * would be taken for them, nor hold the space. The last append of the pack is cut off again
+   * and its space handed back to the next; one followed by others (running at once) leaves a
+   * gap, and the pack is ended so nothing more is appended after the gap (gc reclaims it).
+   */
+  private async abandonTail(w: PackWriter, start: number, total: number): Promise<void> {
+    if (w.size === start + total) {
+      try {
+        await w.handle.truncate(start)
+        w.size = start
+        return
+      } catch { /* fall through: end the pack */ }
+    }
+    if (this.writer === w) this.writer = undefined
   }
 
   private async writerFor(bytes: number): Promise<PackWriter> {
