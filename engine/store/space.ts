@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, statSync, statfsSync, writeSync } from 'node:fs'
+import { closeSync, openSync, readdirSync, renameSync, rmSync, statSync, statfsSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { StoreError, isCode } from '../errors.js'
 
@@ -70,15 +70,14 @@ export function releaseReserve(storeDir: string): boolean {
 }
 
 /**
- * Makes the reserve file when it is missing and the disk has room for it several times over
+ * Makes the reserve file when it is missing (or cut short) and the disk has room for it several times over
  * (a nearly full disk is not made fuller). Written out, not sparse: the blocks must be taken.
  * Best effort: a store without its reserve works, it only cannot be opened on a full disk.
  */
 export function keepReserve(storeDir: string): void {
   const path = join(storeDir, RESERVE_FILE)
   try {
-    statSync(path)
-    return
+    if (statSync(path).size === RESERVE_BYTES) return
   } catch { /* missing: make it below */ }
   const tmp = `${path}.tmp`
   try {
@@ -86,8 +85,9 @@ export function keepReserve(storeDir: string): void {
     const fd = openSync(tmp, 'w', 0o600)
     try {
       const zeros = Buffer.alloc(1024 * 1024)
+      // no fsync: the filesystem takes the blocks at write (ext4 reserves them for delayed
+      // allocation), and one cut short by a crash is made again by the next open
       for (let done = 0; done < RESERVE_BYTES; done += zeros.length) writeSync(fd, zeros, 0, zeros.length, done)
-      fsyncSync(fd)
     } finally {
       closeSync(fd)
     }
