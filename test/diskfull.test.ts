@@ -1,0 +1,299 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFile, execFileSync } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, statfsSync, writeSync } from 'node:fs'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Store } from '../engine/index.js'
+import { processAlive } from '../fuse/registry.js'
+import { rejectsWith } from './helpers.js'
+
+/**
+ * A full disk, on a small loop-mounted ext4: a snapshot or an OCI import bigger than the
+ * filesystem fails with ENOSPC and leaves nothing that gc cannot reclaim, the store still
+ * opens; writes through a --rw mount and through the API get ENOSPC (never EIO), and every
+ * write acknowledged before or after the disk filled up survives a remount. Needs root, loop
+ * devices and mkfs.ext4 (and /dev/fuse for the mount); every mount and loop device is undone.
+ */
+
+const BIN = fileURLToPath(new URL('../../bin/strata.js', import.meta.url))
+const MiB = 1024 * 1024
+const MIXED = [4096, 200_000, 3 * MiB]
+
+function cannotLoop(): string | undefined {
+  if (process.getuid?.() !== 0) return 'loop devices need root'
+  for (const tool of ['losetup', 'mkfs.ext4', 'mount', 'umount']) {
+    try {
+      execFileSync('which', [tool], { stdio: 'ignore' })
+    } catch {
+      return `${tool} is not installed`
+    }
+  }
+  return undefined
+}
+
+function run(file: string, args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { env, maxBuffer: 64 << 20, timeout: 120_000 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : undefined
+      if (code === undefined) return reject(err)
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+/** Bytes free on the filesystem holding `dir` (for root). */
+const freeBytes = (dir: string): number => {
+  const s = statfsSync(dir)
+  return s.bfree * s.bsize
+}
+
+/**
+ * A fresh ext4 of `mib` MiB mounted at `<root>/fs` (with `root` a temp dir on the host disk for
+ * what must not take its space), unmounted and detached afterwards even on failure.
+ */
+function loopTest(name: string, mib: number, fn: (fsDir: string, root: string) => Promise<void>, opts: { fuse?: boolean } = {}): void {
+  test(name, { timeout: 300_000 }, async (t) => {
+    const reason = cannotLoop() ?? (opts.fuse && !existsSync('/dev/fuse') ? 'no /dev/fuse' : undefined)
+    if (reason) return t.skip(reason)
+    const root = await mkdtemp(join(tmpdir(), 'strata-diskfull-'))
+    const img = join(root, 'img')
+    const fsDir = join(root, 'fs')
+    let loop: string | undefined
+    let mounted = false
+    try {
+      await writeFile(img, '')
+      execFileSync('truncate', ['-s', `${mib}M`, img])
+      loop = execFileSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).trim()
+      execFileSync('mkfs.ext4', ['-q', loop])
+      await mkdir(fsDir)
+      execFileSync('mount', [loop, fsDir])
+      mounted = true
+      await fn(fsDir, root)
+    } finally {
+      if (mounted) {
+        try {
+          execFileSync('umount', [fsDir])
+        } catch {
+          execFileSync('umount', ['-l', fsDir])
+        }
+      }
+      if (loop) execFileSync('losetup', ['-d', loop])
+      await rm(root, { recursive: true, force: true })
+    }
+  })
+}
+
+/** A host tree of random 3 MiB files (no chunk dedups) adding up to about `mib` MiB. */
+async function bigTree(dir: string, mib: number): Promise<void> {
+  await mkdir(dir, { recursive: true })
+  for (let i = 0; i * 3 < mib; i++) await writeFile(join(dir, `f${i}`), randomBytes(3 * MiB))
+  await writeFile(join(dir, 'small'), randomBytes(4096))
+}
+
+/** After a failed import: the store opens, nothing temporary is left, fsck passes, and gc gives the space back. */
+async function assertNothingLeft(storeDir: string, fsDir: string, failed: Error): Promise<void> {
+  assert.match(failed.message, /no space left on device/i)
+  assert.ok(failed.message.includes(storeDir), `the message names the store: ${failed.message}`)
+  const store = await Store.open({ path: storeDir })
+  try {
+    const keys: string[] = []
+    for await (const [key] of store.records()) keys.push(key)
+    assert.deepEqual(keys.filter((k) => k.startsWith('.import-')), [], 'no temporary snapshot is left')
+    const report = await store.fsck()
+    assert.ok(report.ok, report.problems.join('\n'))
+    const before = freeBytes(fsDir)
+    await store.gc()
+    const after = freeBytes(fsDir)
+    assert.ok(after - before > 100 * MiB, `gc gave back ${((after - before) / MiB).toFixed(1)} MiB`)
+  } finally {
+    await store.close()
+  }
+}
+
+loopTest('a snapshot bigger than the filesystem fails with ENOSPC and leaves nothing gc cannot reclaim', 160, async (fsDir, root) => {
+  const tree = join(root, 'tree')
+  await bigTree(tree, 200)
+  const storeDir = join(fsDir, 'store')
+  const store = await Store.open({ path: storeDir })
+  let failed: Error
+  try {
+    failed = await rejectsWith(store.snapshotDir(tree, { name: 'big' }), 'ENOSPC')
+  } finally {
+    await store.close()
+  }
+  // the commands a user runs next, through the CLI
+  const env = { ...process.env, STRATA_RUNTIME_DIR: join(root, 'run') }
+  for (const cmd of [['snapshots'], ['fsck']]) {
+    const r = await run(process.execPath, [BIN, '--store', storeDir, ...cmd], env)
+    assert.equal(r.code, 0, `strata ${cmd.join(' ')}: ${r.stderr}`)
+    assert.doesNotMatch(r.stdout, /\.import-/)
+  }
+  await assertNothingLeft(storeDir, fsDir, failed)
+})
+
+loopTest('an OCI layer bigger than the filesystem fails with ENOSPC and leaves nothing gc cannot reclaim', 160, async (fsDir, root) => {
+  const tree = join(root, 'tree')
+  await bigTree(tree, 200)
+  const tar = join(root, 'layer.tar')
+  execFileSync('tar', ['-cf', tar, '-C', tree, '.'])
+  const storeDir = join(fsDir, 'store')
+  const store = await Store.open({ path: storeDir })
+  let failed: Error
+  try {
+    failed = await rejectsWith(store.importLayer(tar, { format: 'oci', name: 'big' }), 'ENOSPC')
+  } finally {
+    await store.close()
+  }
+  await assertNothingLeft(storeDir, fsDir, failed)
+})
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+/** Writes a file the way a careful program does: write, fsync, close; true when all three succeed. */
+function writeDurably(path: string, data: Buffer, errors: string[]): boolean {
+  let fd: number
+  try {
+    fd = openSync(path, 'w')
+  } catch (err) {
+    errors.push((err as NodeJS.ErrnoException).code ?? String(err))
+    return false
+  }
+  let ok = true
+  try {
+    for (let done = 0; done < data.length;) done += writeSync(fd, data, done, data.length - done)
+    fsyncSync(fd)
+  } catch (err) {
+    errors.push((err as NodeJS.ErrnoException).code ?? String(err))
+    ok = false
+  }
+  try {
+    closeSync(fd)
+  } catch (err) {
+    errors.push((err as NodeJS.ErrnoException).code ?? String(err))
+    ok = false
+  }
+  return ok
+}
+
+/**
+ * Fills the filesystem through `dir` with files of `sizes` in turn until writes have failed
+ * `failures` times; returns the acknowledged files' digests and the errors seen.
+ */
+function fill(dir: string, prefix: string, sizes: readonly number[], failures: number, written: Map<string, string>): string[] {
+  const errors: string[] = []
+  for (let i = 0; errors.length < failures; i++) {
+    if (i > 5000) assert.fail('the filesystem never filled up')
+    const data = randomBytes(sizes[i % sizes.length])
+    const name = `${prefix}${i}`
+    if (writeDurably(join(dir, name), data, errors)) written.set(name, sha(data))
+  }
+  return errors
+}
+
+function assertAllThere(dir: string, written: Map<string, string>): void {
+  const wrong: string[] = []
+  for (const [name, digest] of written) {
+    let got: string
+    try {
+      got = sha(readFileSync(join(dir, name)))
+    } catch (err) {
+      got = (err as Error).message
+    }
+    if (got !== digest) wrong.push(name)
+  }
+  assert.deepEqual(wrong, [], `${wrong.length} of ${written.size} acknowledged files are missing or wrong`)
+}
+
+for (const [kind, sizes] of [['mixed sizes', MIXED], ['small files (LevelDB only)', [4096, 200_000]]] as const) {
+  loopTest(`writes through a --rw mount on a full disk (${kind}): ENOSPC, then every acknowledged file survives a remount`, 300, async (fsDir, root) => {
+    const storeDir = join(fsDir, 'store')
+    const runtime = join(root, 'run')
+    const env = { ...process.env, STRATA_DEBUG: '', STRATA_RUNTIME_DIR: runtime }
+    const strata = async (...args: string[]): Promise<string> => {
+      const r = await run(process.execPath, [BIN, '--store', storeDir, ...args], env)
+      assert.equal(r.code, 0, `strata ${args.join(' ')} failed (${r.code}): ${r.stderr}`)
+      return r.stdout
+    }
+    const mnt = join(root, 'mnt')
+    await mkdir(mnt)
+    // a spacer on the same filesystem, outside the store: deleting it frees 100 MiB at once
+    const spacer = join(fsDir, 'spacer')
+    await writeFile(spacer, Buffer.alloc(100 * MiB, 1))
+    const written = new Map<string, string>()
+    try {
+      await strata('prepare', 'w')
+      await strata('mount', '--rw', 'w', mnt)
+      const errors = fill(mnt, 'a', sizes, 6, written)
+      assert.deepEqual([...new Set(errors)], ['ENOSPC'], `the writer sees ENOSPC only: ${errors.join(' ')}`)
+
+      await rm(spacer)
+      const after: string[] = []
+      for (let i = 0; i < 20; i++) {
+        const data = randomBytes(sizes[i % sizes.length])
+        assert.ok(writeDurably(join(mnt, `b${i}`), data, after), `b${i} once space is back: ${after.join(' ')}`)
+        written.set(`b${i}`, sha(data))
+      }
+      assertAllThere(mnt, written)
+
+      await strata('umount', mnt)
+      await strata('mount', '--rw', 'w', mnt)
+      assertAllThere(mnt, written)
+      await strata('umount', mnt)
+      await strata('fsck', '--verify-data')
+    } finally {
+      if (readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${mnt} `)) execFileSync('umount', ['-l', mnt])
+      try {
+        const daemons = JSON.parse(execFileSync(process.execPath, [BIN, '--json', 'mounts'], { env, encoding: 'utf8' })) as { pid: number }[]
+        for (const d of daemons) if (processAlive(d.pid)) process.kill(d.pid, 'SIGKILL')
+      } catch { /* none listed */ }
+    }
+  }, { fuse: true })
+}
+
+loopTest('through the API: a commit that finds the disk full fails with ENOSPC; writes resume once space is freed, and a reopen keeps all acknowledged', 120, async (fsDir) => {
+  const storeDir = join(fsDir, 'store')
+  const spacer = join(fsDir, 'spacer')
+  await writeFile(spacer, Buffer.alloc(40 * MiB, 1))
+  const written = new Map<string, Buffer>()
+  let store = await Store.open({ path: storeDir })
+  try {
+    await store.prepare('w')
+    const fs = store.fs('w')
+    let failures = 0
+    for (let i = 0; failures < 4; i++) {
+      if (i > 5000) assert.fail('the filesystem never filled up')
+      const data = randomBytes(MIXED[i % MIXED.length])
+      try {
+        await fs.writeFile(`/a${i}`, data)
+        await store.flushAll()
+        written.set(`/a${i}`, data)
+      } catch (err) {
+        assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC', (err as Error).message)
+        failures++
+      }
+    }
+    await rm(spacer)
+    for (let i = 0; i < 20; i++) {
+      const data = randomBytes(MIXED[i % MIXED.length])
+      await fs.writeFile(`/b${i}`, data)
+      written.set(`/b${i}`, data)
+    }
+    await store.flushAll()
+    await store.close()
+    store = await Store.open({ path: storeDir })
+    const names = new Set(await store.fs('w').readdir('/'))
+    for (const [path, data] of written) {
+      assert.ok(names.has(path.slice(1)), `${path} is there after a reopen`)
+      assert.ok((await store.fs('w').readFile(path)).equals(data), `${path} has its bytes after a reopen`)
+    }
+    const report = await store.fsck({ verifyData: true })
+    assert.ok(report.ok, report.problems.join('\n'))
+  } finally {
+    await store.close()
+  }
+})
+
