@@ -104,7 +104,9 @@ async function repack(db: Db, livePacked: Map<number, { id: string; at: PackPoin
   // Writers wait for the store's lock, which gc holds: the pack being written can be ended here,
   // so that a long-running process's current pack is reclaimed like the others.
   await db.packs.seal()
-  for (const { id: pack, size } of db.packs.list()) {
+  // wholly dead packs first: deleting them takes no space, rewriting the others does (on a full disk)
+  const packs = db.packs.list().sort((a, b) => Number(livePacked.has(a.id)) - Number(livePacked.has(b.id)))
+  for (const { id: pack, size } of packs) {
     if (pack === db.packs.writing) continue
     const live = (livePacked.get(pack) ?? []).sort((a, b) => a.at.offset - b.at.offset)
     let liveBytes = 0
