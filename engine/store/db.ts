@@ -238,10 +238,16 @@ export class Db {
         let err: unknown
         try {
           await this.resume()
-          const ops = group.length === 1 ? group[0].ops : group.flatMap((w) => w.ops)
-          await this.level.batch(ops, { sync: group.some((w) => w.sync) })
         } catch (e) {
-          err = this.failed(e)
+          err = e // still stopped: already said why
+        }
+        if (err === undefined) {
+          try {
+            const ops = group.length === 1 ? group[0].ops : group.flatMap((w) => w.ops)
+            await this.level.batch(ops, { sync: group.some((w) => w.sync) })
+          } catch (e) {
+            err = this.failed(e)
+          }
         }
         for (const w of group) w.done(err)
       }
@@ -255,7 +261,6 @@ export class Db {
    * `resume` succeeds. Returns the error to give the writer: ENOSPC for a full disk.
    */
   failed(err: unknown): unknown {
-    if (err instanceof StoreError && (err.code === 'ENOSPC' || err.code === 'EIO') && this.failure !== undefined) return err
     this.failure ??= err
     if (isNoSpace(err)) return noSpaceError(this.dir, `write failed (${(err as Error).message}); writes resume once space is freed`)
     return new StoreError('EIO', `store ${this.dir}: write failed (${(err as Error).message}); writes resume once the store is reopened`)
@@ -286,7 +291,8 @@ export class Db {
       // if the estimate was short, the reserve goes rather than leave the store closed to reads
       await withReserve(this.dir, () => this.level.open())
     } catch (err) {
-      throw isNoSpace(err) ? noSpaceError(this.dir, `cannot reopen it to resume writes (${(err as Error).message})`) : err
+      if (isNoSpace(err)) throw noSpaceError(this.dir, `cannot reopen it to resume writes (${(err as Error).message})`)
+      throw new StoreError('EIO', `store ${this.dir}: cannot reopen it to resume writes after a failed write: ${(err as Error).message}`)
     }
     this.failure = undefined
     keepReserve(this.dir)
