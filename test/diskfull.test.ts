@@ -335,3 +335,70 @@ loopTest('through the API: a commit that finds the disk full fails with ENOSPC; 
     await store.close()
   }
 })
+
+/** Writes `count` files of 100 KB into a new active snapshot 'w' and exits without closing the store (its log is left to replay). */
+const LOG_WRITER = `
+import { Store } from ${JSON.stringify(new URL('../engine/index.js', import.meta.url).href)}
+import { randomBytes } from 'node:crypto'
+const [storeDir, count] = process.argv.slice(1)
+const store = await Store.open({ path: storeDir })
+await store.prepare('w')
+for (let i = 0; i < Number(count); i++) await store.fs('w').writeFile('/f' + i, randomBytes(100_000))
+await store.flushAll()
+await store.db.syncLog()
+process.exit(0)
+`
+
+/** Fills the filesystem of `dir` to the last block with one file. */
+function fillUp(path: string): void {
+  const fd = openSync(path, 'w')
+  const block = Buffer.alloc(MiB, 1)
+  try {
+    for (;;) {
+      try {
+        writeSync(fd, block)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err
+        break
+      }
+    }
+    // the last partial MiB too
+    for (const size of [65536, 4096, 1024]) {
+      try {
+        for (;;) writeSync(fd, block, 0, size)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err
+      }
+    }
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+loopTest('a store on a full disk still opens for reading and for gc: its reserve is given back, and made again once there is room', 120, async (fsDir, root) => {
+  const storeDir = join(fsDir, 'store')
+  const w = await run(process.execPath, ['--input-type=module', '-e', LOG_WRITER, storeDir, '60'])
+  assert.equal(w.code, 0, w.stderr)
+  assert.ok(existsSync(join(storeDir, 'RESERVE')), 'a new store keeps a reserve')
+  const filler = join(fsDir, 'filler')
+  fillUp(filler)
+
+  const env = { ...process.env, STRATA_RUNTIME_DIR: join(root, 'run') }
+  const strata = (...args: string[]) => run(process.execPath, [BIN, '--store', storeDir, ...args], env)
+  const listed = await strata('snapshots')
+  assert.equal(listed.code, 0, `snapshots on a full disk: ${listed.stderr}`)
+  assert.match(listed.stdout, /^w\s+active/m)
+  assert.ok(!existsSync(join(storeDir, 'RESERVE')), 'the reserve was given back to open the store')
+  for (const cmd of [['fsck', '--verify-data'], ['cat', 'w', '/f0'], ['gc']]) {
+    const r = await strata(...cmd)
+    assert.equal(r.code, 0, `strata ${cmd.join(' ')} on a full disk: ${r.stderr}`)
+  }
+  const write = await strata('prepare', 'x')
+  if (write.code !== 0) assert.match(write.stderr, /no space left on device for store/)
+
+  await rm(filler)
+  const again = await strata('snapshots')
+  assert.equal(again.code, 0, again.stderr)
+  assert.ok(existsSync(join(storeDir, 'RESERVE')), 'the reserve is made again once there is room')
+})
