@@ -284,27 +284,20 @@ const store = await Store.open({ path: storeDir })
 await store.prepare('w')
 const fs = store.fs('w')
 const written = {}, errors = [], after = []
-for (let i = 0; errors.length < 4 && i < 5000; i++) {
+// one file written and flushed; acknowledged only when both succeed
+const writeOne = async (path, i, failures) => {
   const data = randomBytes(sizes[i % sizes.length])
   try {
-    await fs.writeFile('/a' + i, data)
+    await fs.writeFile(path, data)
     await store.flushAll()
-    written['/a' + i] = sha(data)
+    written[path] = sha(data)
   } catch (err) {
-    errors.push(err.code + ': ' + err.message)
+    failures.push(err.code + ': ' + err.message)
   }
 }
+for (let i = 0; errors.length < 4 && i < 5000; i++) await writeOne('/a' + i, i, errors)
 rmSync(spacer)
-for (let i = 0; i < 20; i++) {
-  const data = randomBytes(sizes[i % sizes.length])
-  try {
-    await fs.writeFile('/b' + i, data)
-    await store.flushAll()
-    written['/b' + i] = sha(data)
-  } catch (err) {
-    after.push(err.code + ': ' + err.message)
-  }
-}
+for (let i = 0; i < 20; i++) await writeOne('/b' + i, i, after)
 await store.db.syncLog()
 process.stdout.write(JSON.stringify({ written, errors, after }))
 process.exit(0)

@@ -7,6 +7,7 @@ import { FORMAT_VERSION, lockedMessage } from './db.js'
 import { COUNTER_PREFIX, ENTRY_PREFIX, FORMAT_KEY, INODE_PREFIX, LAYER_PREFIX, NODE_PREFIX, SNAPSHOT_PREFIX, counterKey } from './keys.js'
 import type { IndexNodeRecord } from './mergeindex.js'
 import type { EntryRecord, SnapshotRecord } from './records.js'
+import type { RepairReport } from '../types.js'
 
 /**
  * The LevelDB half of `Store.repair`: sets `db/` aside, has LevelDB rebuild its database from every
@@ -18,14 +19,8 @@ type Level = LevelDB<string, Buffer>
 /** The static repair of classic-level, the database `level` is on Node (its typings omit it). */
 type Repairable = { repair(location: string): Promise<void> }
 
-export interface Rebuilt {
-  backup?: string
-  found?: string
-  lostTables: number
-  setAside: string[]
-  records: Record<string, number>
-  rewritten: string[]
-}
+/** What rebuilding the database did: the part of a `RepairReport` that comes before the loss walk. */
+export type Rebuilt = Pick<RepairReport, 'backup' | 'found' | 'lostTables' | 'setAside' | 'records' | 'rewritten'>
 
 export async function rebuildDatabase(storeDir: string): Promise<Rebuilt> {
   const dbDir = join(storeDir, 'db')
