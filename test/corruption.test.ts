@@ -163,6 +163,32 @@ test('a damaged packed chunk: reads, checkout and cat fail with EIO naming snaps
   }
 })
 
+test('fsck --verify-data names the damage read by an active snapshot (moved files included) and by a view, each at its own path', { timeout: 120_000 }, async () => {
+  const f = await fixture()
+  try {
+    await withStoreAt(f.path, async (store) => {
+      await store.prepare('work', 'child')
+      const fs = store.fs('work')
+      await fs.mkdir('/d')
+      await fs.rename('/big', '/d/moved')
+      await store.view('look', 'base')
+    })
+    const id = await damagePackedChunk(f)
+    await withStoreAt(f.path, async (store) => {
+      const report = await store.fsck({ verifyData: true })
+      assert.equal(report.ok, false)
+      const line = (snap: string, path: string): string => `snapshot '${snap}': '${path}' reads chunk ${id}, which is damaged or missing`
+      for (const expected of [line('base', '/big'), line('child', '/big'), line('work', '/d/moved'), line('look', '/big')]) {
+        assert.ok(report.problems.includes(expected), `${expected}\n${report.problems.join('\n')}`)
+      }
+      assert.ok(!report.problems.some((p) => p.startsWith("snapshot 'work': '/big'")), 'a moved file is named where it now is')
+      assert.ok(!report.problems.some((p) => p.includes('/small') || p.includes('/mid')), 'intact files are not named')
+    })
+  } finally {
+    await f.cleanup()
+  }
+})
+
 test('a damaged chunk kept in LevelDB (C/): reads fail with EIO naming it; fsck --verify-data names the path', { timeout: 120_000 }, async () => {
   const f = await fixture()
   try {

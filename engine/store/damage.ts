@@ -2,10 +2,9 @@ import type { Store } from '../store.js'
 import type { ChunkStore } from './chunks.js'
 import { refHex } from './chunks.js'
 import { inlineIntact, referencedChunks } from './filedata.js'
-import type { InodeRecord } from './records.js'
+import type { InodeRecord, SnapshotRecord } from './records.js'
+import { TreeWalker } from './treewalk.js'
 import type { FsckReport } from '../types.js'
-import { T, type OvlNode } from '../overlay/node.js'
-import { readMergedDir } from '../overlay/readdir.js'
 
 /**
  * What fsck found damaged, for `locateDamage` to name the snapshots and paths that read it:
@@ -45,30 +44,13 @@ export async function reportDamage(store: Store, report: FsckReport, damage: Dam
  */
 export async function locateDamage(store: Store, damage: Damage): Promise<string[]> {
   if (damage.chunks.size === 0 && !damage.inodes) return []
+  const records: Array<[string, SnapshotRecord]> = []
+  for await (const entry of store.records()) records.push(entry)
+  const walker = new TreeWalker(store, (rec) => fileDamage(rec, store.chunks, damage), (message) => `cannot be read: ${message}`)
   const out: string[] = []
-  const names: string[] = []
-  for await (const s of store.walk()) names.push(s.name)
-  for (const name of names) {
+  for (const [name, r] of records) {
     try {
-      const ov = await store.overlayFor(name, {})
-      const dirs: OvlNode[] = [ov.root()]
-      for (let dir = dirs.pop(); dir; dir = dirs.pop()) {
-        for (const e of await readMergedDir(ov, dir)) {
-          if (e.type !== T.DIR && e.type !== T.REG) continue
-          const path = dir.path === '/' ? `/${e.name}` : `${dir.path}/${e.name}`
-          try {
-            const node = await ov.lookup(dir, e.name)
-            if (!node) continue
-            if (e.type === T.DIR) dirs.push(node)
-            else {
-              const why = await fileDamage(await ov.inodeOf(node), store.chunks, damage)
-              if (why) out.push(`snapshot '${name}': '${path}' ${why}`)
-            }
-          } catch (err) {
-            out.push(`snapshot '${name}': '${path}' cannot be read: ${(err as Error).message}`)
-          }
-        }
-      }
+      for (const p of await walker.problems(name, r)) out.push(`snapshot '${name}': '${p.path}' ${p.problem}`)
     } catch (err) {
       out.push(`snapshot '${name}': its tree cannot be walked: ${(err as Error).message}`)
     }
