@@ -172,14 +172,20 @@ export class Store {
    * Removes the temporary snapshot of a failed import, so that what it wrote is garbage for the
    * next gc. An import that filled the disk leaves no room to write the removal: then the
    * store's reserve is given up for it (see store/space.ts), since otherwise the import's data
-   * would stay held until the next open. Best effort: the import's own error is what is reported.
+   * would stay held until the next open. The import's own error is what its caller gets; a
+   * removal that fails is told as a process warning (the next gc reclaims the snapshot as an
+   * orphan, since no import fills it any more).
    */
   private async discardImport(key: string): Promise<void> {
     try {
       await this.remove(key)
     } catch (err) {
-      if (!isNoSpace(err) || !releaseReserve(this.db.dir)) return
-      await this.remove(key).catch(() => undefined)
+      try {
+        if (!isNoSpace(err) || !releaseReserve(this.db.dir)) throw err
+        await this.remove(key)
+      } catch (again) {
+        process.emitWarning(`store ${this.path}: the failed import's temporary snapshot '${key}' was not removed (${(again as Error).message}); the next gc reclaims it`, { code: 'STRATA_CLEANUP' })
+      }
     }
   }
 
