@@ -121,6 +121,20 @@ export const WORKLOAD_NOTES: WorkloadNotes[] = [
       "index built from the layer's changes, rewriting only the index nodes of directories the layer touched). They are the engine's " +
       'own share of every request a FUSE mount serves.',
   },
+  {
+    number: 10,
+    name: 'realtree',
+    heading: 'A real tree: untar, read back, rm -rf',
+    why:
+      'What people do in a read-write mount, with real names and sizes. Kernel overlayfs creates, reads and removes the files in its ' +
+      'upper directory inside the kernel. Through FUSE, every file tar makes costs several round trips to the daemon (the lookup of ' +
+      'the new name, the create, the writes, the attribute changes tar makes to set owner, mode and times, the release), and every ' +
+      "file rm removes a lookup and an unlink; Strata's daemon is JavaScript on one thread. Strata over store layers keeps names, " +
+      'inodes and chunk references as LevelDB records and file data in its chunk store; over directory layers it writes its upper ' +
+      "directory in the kernel's format. The read-back runs right after the untar, so it measures how much of what was just " +
+      'written each system serves from caches and how much it asks of its daemon. Files that exist only in the upper layer are ' +
+      'removed without leaving whiteouts.',
+  },
 ]
 
 export function notesFor(workload: number): WorkloadNotes | undefined {

@@ -9,6 +9,7 @@ import { smallfilesWorkload } from './smallfiles.js'
 import { renamedirWorkload } from './renamedir.js'
 import { snapshotWorkload } from './snapshot.js'
 import { microWorkload } from './micro.js'
+import { realtreeWorkload } from './realtree.js'
 
 export const WORKLOADS: Workload[] = [
   copyupWorkload,
@@ -20,4 +21,5 @@ export const WORKLOADS: Workload[] = [
   renamedirWorkload,
   snapshotWorkload,
   microWorkload,
+  realtreeWorkload,
 ].sort((a, b) => a.number - b.number)

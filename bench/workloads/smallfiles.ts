@@ -5,12 +5,12 @@
  */
 import { mkdirSync, readFileSync, readdirSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { KiB } from '../lib/storage.js'
 import { openEngineStack, type EngineStack } from '../suite/engine.js'
 import type { SystemRow, TableResult, Workload, WorkloadContext } from '../suite/types.js'
 import { fileContent } from './layers.js'
-import { CheckError, SYSTEM, engineParticipant, runRows, stackSystems, syncFs, unavailable, withMount, type Participant, type RepResult } from './stacks.js'
+import { CheckError, SYSTEM, engineParticipant, runRows, stackSystems, syncMount, unavailable, withMount, type Participant, type RepResult } from './stacks.js'
 
 const NUMBER = 6
 const DIRS = 100
@@ -66,11 +66,7 @@ async function createDelete(system: string, ops: Ops, plan: Plan): Promise<RepRe
   return { create: { value: createMs, extra: { 'bytes added': created } }, delete: { value: deleteMs, extra: { 'bytes held after delete': await ops.growth() } } }
 }
 
-/**
- * Host calls on a mount, from this process (the daemons are other processes). sync: syncfs of
- * the mount, then of the filesystem holding the mount dir, upper dirs and stores, because a
- * FUSE mount's syncfs does not reach its daemon (the kernel forwards it to virtiofs only).
- */
+/** Host calls on a mount, from this process (the daemons are other processes). */
 function mountOps(root: string, growth: () => Promise<number>): Ops {
   const p = (rel: string): string => join(root, rel)
   return {
@@ -80,10 +76,7 @@ function mountOps(root: string, growth: () => Promise<number>): Ops {
     list: async (x) => readdirSync(p(x)),
     unlink: async (x) => { unlinkSync(p(x)) },
     rmdir: async (x) => { rmdirSync(p(x)) },
-    sync: async () => {
-      await syncFs(root)
-      await syncFs(dirname(root))
-    },
+    sync: () => syncMount(root),
     growth,
   }
 }

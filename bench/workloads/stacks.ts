@@ -2,6 +2,7 @@
  * What the stack workloads (depth, smallfiles, renamedir) share: running every system that applies,
  * alternated within each repetition, and turning what they measured into rows of the contract.
  */
+import { dirname } from 'node:path'
 import { alternate } from '../lib/fuseworkloads.js'
 import { runCmd } from '../lib/proc.js'
 import type { EngineStack } from '../suite/engine.js'
@@ -100,6 +101,16 @@ export async function withMount<T>(s: StackSystem, lowers: string[], opts: { wri
  */
 export async function syncFs(path: string): Promise<void> {
   await runCmd('sync', ['-f', path])
+}
+
+/**
+ * Makes what was written through the mount at `root` durable: syncfs of the mount, then of the
+ * filesystem holding the mount dir, upper dirs and stores, because a FUSE mount's syncfs does
+ * not reach its daemon (the kernel forwards it to virtiofs only).
+ */
+export async function syncMount(root: string): Promise<void> {
+  await syncFs(root)
+  await syncFs(dirname(root))
 }
 
 /**
