@@ -4,7 +4,7 @@ import type { Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Store } from '../store.js'
 import { StoreError, isCode } from '../errors.js'
-import { readHolder } from '../store/db.js'
+import { inUseBy } from '../store/db.js'
 import { CliError, ReportedExit } from './errors.js'
 import type { CliIo } from './io.js'
 import { storeSocketPath } from './runtime.js'
@@ -103,16 +103,11 @@ export async function openStoreOrForward(path: string, io: CliIo, lockWaitMs = D
       if (waited >= limit) throw limit === 0 ? err : new StoreError('EBUSY', `${err.message} (waited ${seconds(waited)} s)`)
       if (!told) {
         told = true
-        io.stderr.write(`strata: ${waitingMessage(path)}; waiting up to ${seconds(limit)} s (--wait SECONDS to change)\n`)
+        io.stderr.write(`strata: ${inUseBy(path)}; waiting up to ${seconds(limit)} s (--wait SECONDS to change)\n`)
       }
       await sleep(Math.min(RETRY_MS, limit - waited))
     }
   }
-}
-
-function waitingMessage(path: string): string {
-  const h = readHolder(path)
-  return h ? `store ${path} is in use by process ${h.pid} (${h.command})` : `store ${path} is in use by another process`
 }
 
 const seconds = (ms: number): number => Number((ms / 1000).toFixed(1))

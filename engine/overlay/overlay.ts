@@ -1,5 +1,5 @@
 import { DbReadError, type Db } from '../store/db.js'
-import type { ChunkStore } from '../store/chunks.js'
+import { ofSnapshot, type ChunkStore } from '../store/chunks.js'
 import type { InodeRecord } from '../store/records.js'
 import type { Creds } from '../types.js'
 import { fsError, type ErrnoCode } from '../errors.js'
@@ -94,8 +94,7 @@ export class Overlay {
   /** A store read that failed (a damaged table) gets the path and snapshot it was for. */
   private damagedAt(err: unknown, syscall: string, path: string): unknown {
     if (!(err instanceof DbReadError)) return err
-    const of = this.env.snapshot === undefined ? '' : ` of snapshot '${this.env.snapshot}'`
-    return fsError('EIO', syscall, path, `the store's database cannot be read at key ${err.key}${of}: ${err.why}`)
+    return fsError('EIO', syscall, path, `the store's database cannot be read at key ${err.key}${ofSnapshot(this.env.snapshot)}: ${err.why}`)
   }
 
   /** What stat(2) shows for a node: a merged dir reports one link, as the kernel's overlay does. */

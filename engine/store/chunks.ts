@@ -48,10 +48,12 @@ export interface ChunkOwner {
   snapshot?: string
 }
 
+/** ` of snapshot 'NAME'` where the snapshot is known: how errors about damaged data name it. */
+export const ofSnapshot = (snapshot: string | undefined): string => (snapshot === undefined ? '' : ` of snapshot '${snapshot}'`)
+
 /** EIO naming the chunk, and the snapshot and path it was read for. */
 export function chunkError(hex: string, owner: ChunkOwner, what: string): FsError {
-  const of = owner.snapshot === undefined ? '' : ` of snapshot '${owner.snapshot}'`
-  return fsError('EIO', 'read', owner.path, `chunk ${hex}${of} ${what}`)
+  return fsError('EIO', 'read', owner.path, `chunk ${hex}${ofSnapshot(owner.snapshot)} ${what}`)
 }
 
 export const isHole = (ref: Uint8Array): boolean => Buffer.compare(ref, HOLE_REF) === 0

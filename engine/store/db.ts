@@ -126,7 +126,7 @@ export class Db {
    * the disk (it just held the writes) is likelier to have room.
    */
   private async flushLog(): Promise<void> {
-    if (this.failure !== undefined) return
+    if (this.stopped) return
     try {
       if (logBytes(join(this.dir, 'db')) < FLUSH_ON_CLOSE_BYTES) return
       // a range no key falls in: LevelDB writes the memtable to a table, starts a new log and compacts nothing else
@@ -273,19 +273,19 @@ export class Db {
     return new StoreError('EIO', `store ${this.dir}: write failed (${(err as Error).message}); writes resume once the store is reopened`)
   }
 
+  /** Whether a failed write has stopped this handle's writes (see `resume`). */
+  get stopped(): boolean {
+    return this.failure !== undefined
+  }
+
   /**
    * After a failed write, reopens LevelDB before the next write is taken: the open replays the
    * log up to the torn record (all that was acknowledged), writes it into a table and starts a
    * new log. That needs room for the log's contents; without it writes keep failing with ENOSPC
    * and LevelDB is left open, so reads go on.
    */
-  /** Whether a failed write has stopped this handle's writes (see `resume`). */
-  get stopped(): boolean {
-    return this.failure !== undefined
-  }
-
   async resume(): Promise<void> {
-    if (this.failure === undefined) return
+    if (!this.stopped) return
     this.resuming ??= this.reopen().finally(() => { this.resuming = undefined })
     await this.resuming
   }
@@ -363,7 +363,7 @@ function decodeAt<T>(raw: Buffer, key: string): T {
 }
 
 /** The process that has the store open, as its HOLDER file tells; undefined when that cannot be read. */
-export function readHolder(dir: string): { pid: number; command: string; since: string } | undefined {
+function readHolder(dir: string): { pid: number; command: string; since: string } | undefined {
   try {
     return JSON.parse(readFileSync(join(dir, HOLDER_FILE), 'utf8')) as { pid: number; command: string; since: string }
   } catch {
@@ -371,11 +371,15 @@ export function readHolder(dir: string): { pid: number; command: string; since: 
   }
 }
 
+/** Who has the store open, as a message names it: the process where its HOLDER file tells. */
+export function inUseBy(dir: string, h = readHolder(dir)): string {
+  return h ? `store ${dir} is in use by process ${h.pid} (${h.command})` : `store ${dir} is in use by another process`
+}
+
 /** Why a store is refused as in use, naming the process that holds it where its HOLDER file tells. */
 export function lockedMessage(dir: string): string {
   const h = readHolder(dir)
-  if (!h) return `store ${dir} is in use by another process; stop it or use another --store`
-  return `store ${dir} is in use by process ${h.pid} (${h.command}) since ${h.since}; stop it or use another --store`
+  return `${inUseBy(dir, h)}${h ? ` since ${h.since}` : ''}; stop it or use another --store`
 }
 
 /** A set of writes applied as one atomic batch; reads of keys it wrote see the new values. */

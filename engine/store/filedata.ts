@@ -1,5 +1,5 @@
 import type { Txn } from './db.js'
-import { CHUNK_SIZE, HOLE_REF, REF_SIZE, isHole, type ChunkOwner, type ChunkStore } from './chunks.js'
+import { CHUNK_SIZE, HOLE_REF, REF_SIZE, isHole, ofSnapshot, type ChunkOwner, type ChunkStore } from './chunks.js'
 import { fsError } from '../errors.js'
 import type { InodeRecord } from './records.js'
 import { ReadStream, SLACK } from './readstream.js'
@@ -40,8 +40,7 @@ export function inlineIntact(rec: DataFields, chunks: ChunkStore): boolean | und
 /** The inline content of a record, or EIO naming the snapshot and path when it fails its checksum. */
 function checkedInline(rec: DataFields, chunks: ChunkStore, owner: ChunkOwner): Buffer | undefined {
   if (inlineIntact(rec, chunks) === false) {
-    const of = owner.snapshot === undefined ? '' : ` of snapshot '${owner.snapshot}'`
-    throw fsError('EIO', 'read', owner.path, `inline content${of} is damaged: its bytes do not match their checksum`)
+    throw fsError('EIO', 'read', owner.path, `inline content${ofSnapshot(owner.snapshot)} is damaged: its bytes do not match their checksum`)
   }
   return rec.inline
 }
