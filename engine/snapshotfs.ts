@@ -8,12 +8,13 @@ import type { Overlay } from './overlay/overlay.js'
 import { readMergedDir } from './overlay/readdir.js'
 import { createNode, link, rename, rmdir, unlink } from './overlay/dir.js'
 import { chmod, chown, getxattr, listxattr, removexattr, setxattr, utimes } from './overlay/inode.js'
-import { FileHandle, openFile, type OpenFlags } from './overlay/file.js'
+import { FileHandle, openFile, type OpenFlags, type OpenOptions } from './overlay/file.js'
 import { copyUpBreaksLink } from './overlay/copyup.js'
 import { Dirent, Stats, fromNs } from './overlay/stats.js'
 import { MAY_EXEC, MAY_READ, MAY_WRITE, checkAccess } from './overlay/permission.js'
 
 export { Stats, Dirent, FileHandle }
+export type { OpenFlags, OpenOptions }
 export { RENAME_EXCHANGE, RENAME_NOREPLACE } from './overlay/dir.js'
 
 export type TimeArg = number | Date | bigint
@@ -127,8 +128,8 @@ export class SnapshotFs {
     return opts.withFileTypes ? all : all.map((d) => d.name)
   }
 
-  async open(path: string, flags: OpenFlags = 'r', mode = 0o666): Promise<FileHandle> {
-    return openFile(await this.ov(), this.creds, path, flags, mode, this.dev)
+  async open(path: string, flags: OpenFlags = 'r', mode = 0o666, opts: OpenOptions = {}): Promise<FileHandle> {
+    return openFile(await this.ov(), this.creds, path, flags, mode, this.dev, opts)
   }
 
   readFile(path: string): Promise<Buffer>

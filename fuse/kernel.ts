@@ -23,12 +23,14 @@ export const INIT = {
   BIG_WRITES: 1 << 5,
   DO_READDIRPLUS: 1 << 13,
   READDIRPLUS_AUTO: 1 << 14,
+  WRITEBACK_CACHE: 1 << 16,
   PARALLEL_DIROPS: 1 << 18,
   HANDLE_KILLPRIV: 1 << 19,
   POSIX_ACL: 1 << 20,
   MAX_PAGES: 1 << 22,
   CACHE_SYMLINKS: 1 << 23,
   NO_OPENDIR_SUPPORT: 1 << 24,
+  HANDLE_KILLPRIV_V2: 1 << 28,
 } as const
 
 /** fuse_open_out.open_flags */
@@ -37,7 +39,7 @@ export const FOPEN = { KEEP_CACHE: 1 << 1, CACHE_DIR: 1 << 3 } as const
 /** fuse_setattr_in.valid */
 export const FATTR = {
   MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5, FH: 1 << 6,
-  ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8,
+  ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8, CTIME: 1 << 10, KILL_SUIDGID: 1 << 11,
 } as const
 
 export const GETATTR_FH = 1

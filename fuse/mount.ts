@@ -13,6 +13,13 @@ export interface CachePolicy {
   keepCache: boolean
   /** Let the kernel cache directory listings (FOPEN_CACHE_DIR). */
   cacheDir: boolean
+  /**
+   * Written data stays in the kernel's page cache and reaches the daemon in large pieces, at
+   * close, fsync or writeback (FUSE_WRITEBACK_CACHE): one WRITE per small file instead of one per
+   * write(2). Only where every change passes through the mount, since the kernel then holds the
+   * file's size and times as the truth.
+   */
+  writeback: boolean
 }
 
 export interface MountOptions {
@@ -48,7 +55,7 @@ export interface FuseMount {
  * A tree that never changes (committed snapshot, view, read-only directory layers): the kernel
  * keeps names, attributes, listings and file data as long as it likes.
  */
-export const IMMUTABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 86400, attrTimeout: 86400, keepCache: true, cacheDir: true })
+export const IMMUTABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 86400, attrTimeout: 86400, keepCache: true, cacheDir: true, writeback: false })
 
 /**
  * A writable tree. Every change passes through the mount and the kernel updates or drops its
@@ -58,7 +65,7 @@ export const IMMUTABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 86400,
  * are read anew all the same: the differential test found sequences (a lower hard link split by
  * copy-up under a directory upper) where a minute of cached attributes showed a stale size.
  */
-export const WRITABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 1, attrTimeout: 1, keepCache: true, cacheDir: false })
+export const WRITABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 1, attrTimeout: 1, keepCache: true, cacheDir: false, writeback: true })
 
 /**
  * A writable store snapshot: its changes all pass through this mount (the store refuses a
@@ -68,7 +75,7 @@ export const WRITABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 1, attr
  * (like changing a kernel overlay's upper directory under it, which the kernel leaves
  * undefined) is seen within that time. Listings are read anew on every opendir.
  */
-export const STORE_WRITABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 60, attrTimeout: 60, keepCache: true, cacheDir: false })
+export const STORE_WRITABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 60, attrTimeout: 60, keepCache: true, cacheDir: false, writeback: true })
 
 class Session implements FuseMount {
   readonly closed: Promise<void>

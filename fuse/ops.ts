@@ -1,7 +1,7 @@
 import { constants } from 'node:os'
 import { constants as fsConstants, existsSync } from 'node:fs'
 import { statfs } from 'node:fs/promises'
-import type { FileHandle, SnapshotFs, Stats, Creds } from '../engine/index.js'
+import type { FileHandle, OpenOptions, SnapshotFs, Stats, Creds } from '../engine/index.js'
 import {
   BodyReader, FATTR, FOPEN, FSYNC_FDATASYNC, GETATTR_FH, IN_HEADER_SIZE, INIT, KERNEL_MINOR, OP,
   attrOut, entryOut, initOut, notifyInvalInode, openOut, packDirents, readHeader, readInit, reply, replyParts, statfsOut, writeOut, xattrSizeOut,
@@ -12,7 +12,7 @@ import { callerCreds } from './creds.js'
 import type { CachePolicy } from './mount.js'
 
 const ERRNO = constants.errno as Record<string, number>
-const { O_ACCMODE, O_APPEND, O_TRUNC, O_CREAT, O_EXCL } = { O_ACCMODE: 3, ...fsConstants }
+const { O_ACCMODE, O_APPEND, O_TRUNC, O_CREAT, O_EXCL, O_WRONLY } = { O_ACCMODE: 3, ...fsConstants }
 const OPEN_FLAGS = O_ACCMODE | O_APPEND | O_TRUNC
 const CREATE_FLAGS = OPEN_FLAGS | O_CREAT | O_EXCL
 /** Largest request the session negotiates: 256 pages, so sequential reads come in 1 MiB pieces. */
@@ -62,6 +62,9 @@ function toAttr(st: Stats): Attr {
   }
 }
 
+/** The time fields of a SETATTR (the kernel's write-back of a writer's times included). */
+const TIME_FIELDS = FATTR.ATIME | FATTR.MTIME | FATTR.CTIME | FATTR.ATIME_NOW | FATTR.MTIME_NOW
+
 /** Listings kept for READDIRs without OPENDIR: the kernel caches what it read, so this only spans one directory's several READDIRs. */
 const LISTINGS_KEPT = 64
 
@@ -101,6 +104,8 @@ export class FuseOps {
    * READDIR comes with no handle, and the listing of the directory is kept by its nodeid.
    */
   private noOpendir = false
+  /** The kernel agreed to keep written data in its page cache (CachePolicy.writeback). */
+  private writeback = false
   private readonly listings = new Map<number, OpenDir>()
   private readonly callers = new Map<string, SnapshotFs>()
 
@@ -178,10 +183,10 @@ export class FuseOps {
   /**
    * A write took setuid/setgid off the file of `nodeid`. The kernel must never run the file with
    * a bit the write removed, yet after a WRITE reply it refreshes only size and times: the mode
-   * it holds stays cached for the attribute timeout, and exec trusts it. Negotiating
-   * FUSE_HANDLE_KILLPRIV_V2 instead does not help (measured on Linux 6.18: the kernel flags the
-   * write FUSE_WRITE_KILL_SUIDGID, the server clears the bits, and the kernel still execs with
-   * the cached setuid mode), and leaving killpriv to the kernel (no HANDLE_KILLPRIV) would have it
+   * it holds stays cached for the attribute timeout, and exec trusts it. FUSE_HANDLE_KILLPRIV_V2
+   * does not change that (measured on Linux 6.18: the kernel flags the write
+   * FUSE_WRITE_KILL_SUIDGID, the server clears the bits, and the kernel still execs with the
+   * cached setuid mode), and leaving killpriv to the kernel (no HANDLE_KILLPRIV) would have it
    * send, for a writer who does not own the file, a SETATTR of the mode that the engine refuses as
    * a chmod by a non-owner. So the kernel is told to drop the node's attributes (not its
    * data: the write holds its pages locked) before the reply goes out; its next permission
@@ -237,6 +242,19 @@ export class FuseOps {
     this.files.set(fh, file)
     this.fileNode.set(fh, nodeid)
     return fh
+  }
+
+  /**
+   * The open flags the engine gets. With the writeback cache the kernel places every write
+   * itself, appends included (the WRITE carries the offset), so O_APPEND must not move it again.
+   */
+  private openFlags(flags: number, kept: number): number {
+    return flags & kept & (this.writeback ? ~O_APPEND : ~0)
+  }
+
+  /** With the writeback cache the kernel reads through write-only handles too (see OpenOptions). */
+  private openOptions(flags: number): OpenOptions {
+    return this.writeback && (flags & O_ACCMODE) === O_WRONLY ? { pageCacheReads: true } : {}
   }
 
   private file(fh: number): FileHandle {
@@ -342,7 +360,7 @@ export class FuseOps {
       }
       case OP.OPEN: {
         const flags = r.u32()
-        const file = await (await this.fsFor(h)).open(this.pathOf(h.nodeid), flags & OPEN_FLAGS)
+        const file = await (await this.fsFor(h)).open(this.pathOf(h.nodeid), this.openFlags(flags, OPEN_FLAGS), 0, this.openOptions(flags))
         if (flags & (O_ACCMODE | O_TRUNC)) await this.refresh(h.nodeid)
         if (flags & O_TRUNC) this.changed(h.nodeid)
         return openOut(this.opened(h.nodeid, file), c.keepCache ? FOPEN.KEEP_CACHE : 0)
@@ -354,7 +372,7 @@ export class FuseOps {
         const name = r.cstring()
         const path = this.childOf(h.nodeid, name)
         const fs = await this.fsFor(h)
-        const file = await fs.open(path, (flags & CREATE_FLAGS) | O_CREAT, mode)
+        const file = await fs.open(path, this.openFlags(flags, CREATE_FLAGS) | O_CREAT, mode, this.openOptions(flags))
         const st = await file.stat()
         const nodeid = this.nodes.remember(h.nodeid, name, st.ino, await this.splits(fs, path, st))
         return [entryOut(nodeid, toAttr(st), c.entryTimeout, c.attrTimeout), openOut(this.opened(nodeid, file), c.keepCache ? FOPEN.KEEP_CACHE : 0)]
@@ -452,10 +470,15 @@ export class FuseOps {
   private init(body: Buffer): Buffer {
     const k = readInit(body)
     if (k.major !== 7) throw fail('EPROTO')
+    // HANDLE_KILLPRIV_V2: the engine drops set-id bits on write, truncate and chown as the
+    // kernel would (by the caller's credentials), and the kernel, trusting that, stops asking
+    // for security.capability before every write(2): one round trip per write fewer
     const wanted = INIT.ASYNC_READ | INIT.ATOMIC_O_TRUNC | INIT.BIG_WRITES | INIT.DO_READDIRPLUS | INIT.READDIRPLUS_AUTO |
-      INIT.PARALLEL_DIROPS | INIT.HANDLE_KILLPRIV | INIT.MAX_PAGES | INIT.POSIX_ACL | (this.opts.cache.keepCache ? INIT.CACHE_SYMLINKS : 0) |
-      (this.opts.cache.cacheDir ? INIT.NO_OPENDIR_SUPPORT : 0)
+      INIT.PARALLEL_DIROPS | INIT.HANDLE_KILLPRIV | INIT.HANDLE_KILLPRIV_V2 | INIT.MAX_PAGES | INIT.POSIX_ACL |
+      (this.opts.cache.keepCache ? INIT.CACHE_SYMLINKS : 0) | (this.opts.cache.cacheDir ? INIT.NO_OPENDIR_SUPPORT : 0) |
+      (this.opts.cache.writeback ? INIT.WRITEBACK_CACHE : 0)
     this.noOpendir = (k.flags & wanted & INIT.NO_OPENDIR_SUPPORT) !== 0
+    this.writeback = (k.flags & wanted & INIT.WRITEBACK_CACHE) !== 0
     return initOut({
       minor: Math.min(k.minor, KERNEL_MINOR),
       maxReadahead: Math.min(k.maxReadahead, MAX_WRITE),
@@ -486,7 +509,9 @@ export class FuseOps {
     const fs = await this.fsFor(h)
     const path = this.nodes.path(h.nodeid)
     const file = valid & FATTR.FH ? this.files.get(fh) : path === null ? this.openFileOf(h.nodeid) : undefined
-    if (path === null && !(file && (valid & ~(FATTR.FH | FATTR.SIZE)) === 0)) throw fail('ENOENT')
+    // a file with no name left takes a truncate through its handle; the times the kernel writes
+    // back for it at close are dropped with it (no path reaches it, and it goes at the last close)
+    if (path === null && !(file && (valid & ~(FATTR.FH | FATTR.SIZE | TIME_FIELDS)) === 0)) throw fail('ENOENT')
     if (valid & (FATTR.UID | FATTR.GID)) {
       const st = await fs.lstat(path!)
       await fs.lchown(path!, valid & FATTR.UID ? uid : st.uid, valid & FATTR.GID ? gid : st.gid)
@@ -496,11 +521,14 @@ export class FuseOps {
       if (file) await file.truncate(size, await callerCreds(h.uid, h.gid, h.pid))
       else await fs.truncate(path!, size)
     }
-    if (valid & (FATTR.ATIME | FATTR.MTIME)) {
-      const st = await fs.lstat(path!)
+    if (path !== null && valid & (FATTR.ATIME | FATTR.MTIME)) {
+      const st = await fs.lstat(path)
       const at = valid & FATTR.ATIME_NOW ? null : valid & FATTR.ATIME ? BigInt(atime) * 1_000_000_000n + BigInt(atimensec) : st.atimeNs
       const mt = valid & FATTR.MTIME_NOW ? null : valid & FATTR.MTIME ? BigInt(mtime) * 1_000_000_000n + BigInt(mtimensec) : st.mtimeNs
-      await fs.lutimes(path!, at, mt)
+      // as the mount itself: the kernel has checked the caller's right to set these times
+      // (default_permissions), and with the writeback cache it also sends the times it kept
+      // for a writer, who may write but not set times on a file it does not own
+      await this.root.lutimes(path, at, mt)
     }
     const st = path === null ? await file!.stat() : await fs.lstat(path)
     await this.refresh(h.nodeid)

@@ -54,7 +54,7 @@ async function withMount(fn: (mnt: string) => Promise<void>, key: 'base' | 'work
 }
 
 /** Mounts a lower dir made by `fill` with a directory upper (the kernel's format) through fuse-serve.js. */
-async function withDirMount(fill: (lower: string) => void, fn: (mnt: string) => Promise<void>): Promise<void> {
+async function withDirMount(fill: (lower: string) => void, fn: (mnt: string) => Promise<void>, after?: (upper: string) => void): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'strata-fuse-dir-'))
   fs.chmodSync(dir, 0o755)
   const [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((n) => join(dir, n))
@@ -67,6 +67,7 @@ async function withDirMount(fill: (lower: string) => void, fn: (mnt: string) => 
     } finally {
       await served.close()
     }
+    after?.(upper)
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
@@ -206,5 +207,53 @@ test('FUSE over a directory upper: an upper hard link is one inode, a lower one 
     } finally {
       fs.closeSync(held)
     }
+  })
+})
+
+/** What the writeback cases leave: the same through the mount, in the store and in an upper dir. */
+const writebackExpected = (big: Buffer, w: Buffer, shared: Buffer, datedMtime: number, where: string): void => {
+  assert.equal(big.length, 3 << 20, where)
+  assert.equal(big.subarray(4998, 5005).toString(), 'ghXYZde', where)
+  assert.equal(w.toString(), `${'a'.repeat(10000)}ENDEND`, where)
+  assert.equal(shared.toString(), 'root wrote\nuser wrote\n', where)
+  assert.equal(datedMtime, 1000, where)
+}
+
+/**
+ * Writes through the kernel's writeback cache: a write-only handle whose write covers part of a
+ * page (the kernel reads the rest through that handle), appends (placed by the kernel, not moved
+ * again), a writer who does not own the file (the kernel writes its times back at close), and
+ * times set after the data, as tar does (kept, not replaced by the write-back).
+ */
+async function writebackCases(mnt: string): Promise<void> {
+  const p = (name: string): string => join(mnt, name)
+  // a lower file no one has read yet: none of its pages are cached
+  const fd = fs.openSync(p('big'), fs.constants.O_WRONLY)
+  fs.writeSync(fd, 'XYZ', 5000)
+  fs.closeSync(fd)
+  fs.writeFileSync(p('w'), 'a'.repeat(10000))
+  fs.appendFileSync(p('w'), 'END')
+  fs.appendFileSync(p('w'), 'END')
+  fs.writeFileSync(p('shared'), 'root wrote\n', { mode: 0o666 })
+  fs.chmodSync(p('shared'), 0o666)
+  const byUser = spawnSync(process.execPath, ['-e', `require('fs').appendFileSync(${JSON.stringify(p('shared'))}, 'user wrote\\n')`], { uid: 1000, gid: 1000, encoding: 'utf8' })
+  assert.equal(byUser.status, 0, String(byUser.stderr))
+  const tarLike = fs.openSync(p('dated'), 'wx', 0o600)
+  fs.writeSync(tarLike, 'data written before its times are set')
+  fs.futimesSync(tarLike, 1000, 1000)
+  fs.closeSync(tarLike)
+  writebackExpected(fs.readFileSync(p('big')), fs.readFileSync(p('w')), fs.readFileSync(p('shared')), fs.statSync(p('dated')).mtimeMs / 1000, 'through the mount')
+}
+
+
+test('FUSE writeback cache: partial pages through write-only handles, appends, other writers, times set after the data', async (t) => {
+  const reason = await fuseUnavailable()
+  if (reason) return t.skip(reason)
+  await withMount(writebackCases, 'work', async (store) => {
+    const fsw = store.fs('work')
+    writebackExpected(await fsw.readFile('/big'), await fsw.readFile('/w'), await fsw.readFile('/shared'), (await fsw.stat('/dated')).mtimeMs / 1000, 'in the store after unmount')
+  })
+  await withDirMount((lower) => fs.writeFileSync(join(lower, 'big'), Buffer.alloc(3 << 20, 'abcdefgh')), writebackCases, (upper) => {
+    writebackExpected(fs.readFileSync(join(upper, 'big')), fs.readFileSync(join(upper, 'w')), fs.readFileSync(join(upper, 'shared')), fs.statSync(join(upper, 'dated')).mtimeMs / 1000, 'in the upper dir after unmount')
   })
 })

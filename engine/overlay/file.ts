@@ -29,6 +29,16 @@ export type OpenFlags = string | number
  * What a write did. `setIdCleared`: the write took setuid or setgid off the file (see killPriv),
  * which anything caching its mode (a FUSE kernel) must learn before the write returns.
  */
+/** How a file is opened, beyond its flags. */
+export interface OpenOptions {
+  /**
+   * A write-only handle may read too: a kernel page cache that fills the rest of a page a write
+   * partly covers reads it through the writer's handle (FUSE's writeback cache). Reading needs
+   * no permission then, as the data read goes nowhere but back into the file.
+   */
+  pageCacheReads?: boolean
+}
+
 export interface WriteResult {
   bytesWritten: number
   buffer: Uint8Array
@@ -50,7 +60,7 @@ export class FileHandle {
   private closed = false
   private readonly live: LiveInode
 
-  constructor(private readonly ov: Overlay, live: LiveInode | OvlNode, readonly flags: number, readonly path: string, private readonly creds: Creds, private readonly dev: number) {
+  constructor(private readonly ov: Overlay, live: LiveInode | OvlNode, readonly flags: number, readonly path: string, private readonly creds: Creds, private readonly dev: number, private readonly opts: OpenOptions = {}) {
     if (live instanceof LiveInode) this.live = live
     else {
       this.dir = live
@@ -65,7 +75,7 @@ export class FileHandle {
     if (this.closed) throw fsError('EBADF', syscall, this.path)
     const acc = this.flags & ACCMODE
     if (write && acc === O_RDONLY) throw fsError('EBADF', syscall, this.path)
-    if (!write && acc === O_WRONLY) throw fsError('EBADF', syscall, this.path)
+    if (!write && acc === O_WRONLY && this.opts.pageCacheReads !== true) throw fsError('EBADF', syscall, this.path)
   }
 
   async read(buffer: Buffer, offset = 0, length = buffer.length - offset, position = 0): Promise<{ bytesRead: number; buffer: Buffer }> {
@@ -165,7 +175,7 @@ export class FileHandle {
 }
 
 /** open(2) on the merged view: creates, copies up for writing, truncates; checks permissions. */
-export async function openFile(ov: Overlay, creds: Creds, path: string, flagsIn: OpenFlags, mode: number, dev: number): Promise<FileHandle> {
+export async function openFile(ov: Overlay, creds: Creds, path: string, flagsIn: OpenFlags, mode: number, dev: number, opts: OpenOptions = {}): Promise<FileHandle> {
   const flags = parseFlags(flagsIn, path)
   const acc = flags & ACCMODE
   const wantsWrite = acc !== O_RDONLY || (flags & O_TRUNC) !== 0
@@ -235,6 +245,6 @@ export async function openFile(ov: Overlay, creds: Creds, path: string, flagsIn:
       await live.truncate(0, creds.uid !== 0 && rec.mode & 0o6000 ? killPriv(creds, rec) : undefined)
       await live.flush()
     }
-    return new FileHandle(ov, live, flags, path, creds, dev)
+    return new FileHandle(ov, live, flags, path, creds, dev, opts)
   })
 }
