@@ -84,7 +84,7 @@ async function main(): Promise<void> {
   const unavailable: Partial<Record<SystemName, string>> = await ensureTools(console.log)
 
   await mkdir(opts.data, { recursive: true })
-  // Quick: a quarter of the file and of the tree, so all nine workloads fit in a few minutes.
+  // Quick: a quarter of the file and of the tree, so every workload fits in a few minutes.
   const spec = opts.quick ? { bigBytes: 256 * MiB, dirs: 50, filesPerDir: 100 } : { bigBytes: 1024 * MiB, dirs: 200, filesPerDir: 100 }
   const data = await ensureData(opts.data, spec, log)
   const machine = machineInfo(data.path)

@@ -20,8 +20,10 @@ import { applyChanges, hostIo, makeTree, mutateTree, writerFile } from './crash/
  * committed so far (and any the killed process committed) byte for byte as the tree it was made
  * from, and after the next gc hold no temporary snapshot of an interrupted import. Operations:
  * snapshot of a host dir (new and on a parent), commit, gc, OCI import, and writes through a
- * read-write FUSE mount whose daemon is killed (every file whose fsync and close returned must
- * be there after a remount). One store per operation kind is reused across all its kills.
+ * read-write FUSE mount whose daemon is killed, of a store snapshot and of directory layers
+ * (every file whose fsync and close returned must be there after a remount, and for directory
+ * layers in the upper dir right after the kill and through a kernel overlayfs mount of it). One
+ * store (or upper dir) per operation kind is reused across all its kills.
  *
  * The kill points come from a seeded generator, spread over each operation's duration (measured
  * once, in a run that is not killed). STRATA_CRASH_SEED replays a seed; STRATA_CRASH_KILLS sets
@@ -34,7 +36,7 @@ const SEED = process.env.STRATA_CRASH_SEED ? Number(process.env.STRATA_CRASH_SEE
 const TOTAL_KILLS = process.env.STRATA_CRASH_KILLS ? Number(process.env.STRATA_CRASH_KILLS) : 102
 
 /** Share of the kills per operation kind. */
-const SHARES = { snapshot: 0.18, 'snapshot --parent': 0.18, commit: 0.16, gc: 0.16, import: 0.16, 'fuse write': 0.16 } as const
+const SHARES = { snapshot: 0.16, 'snapshot --parent': 0.16, commit: 0.14, gc: 0.14, import: 0.14, 'fuse write': 0.13, 'fuse write (dirs)': 0.13 } as const
 type Kind = keyof typeof SHARES
 const killsFor = (kind: Kind): number => Math.max(1, Math.round(TOTAL_KILLS * SHARES[kind]))
 
@@ -55,7 +57,7 @@ before(async () => {
 })
 
 after(async () => {
-  const rows = [...stats].map(([k, s]) => `  ${k.padEnd(18)} kill points ${String(s.tried).padStart(3)}, killed ${String(s.killed).padStart(3)}, finished first ${s.finished}, survived ${s.survived}, ${(s.ms / 1000).toFixed(1)} s`)
+  const rows = [...stats].map(([k, s]) => `  ${k.padEnd(19)} kill points ${String(s.tried).padStart(3)}, killed ${String(s.killed).padStart(3)}, finished first ${s.finished}, survived ${s.survived}, ${(s.ms / 1000).toFixed(1)} s`)
   console.log(`crash harness, seed ${SEED}:\n${rows.join('\n')}\n  total ${((performance.now() - started) / 1000).toFixed(1)} s`)
   await rm(root, { recursive: true, force: true })
 })
@@ -475,6 +477,52 @@ function run(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; st
 
 const mountedAt = (mnt: string): boolean => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === mnt)
 
+/** The daemon serving `mnt`, from the mount records in the runtime dir. */
+function daemonPidOf(runtime: string, mnt: string): number {
+  const dir = join(runtime, 'mounts')
+  for (const n of readdirSync(dir)) {
+    const rec = JSON.parse(readFileSync(join(dir, n), 'utf8')) as { mountpoint: string; pid: number }
+    if (rec.mountpoint === mnt) return rec.pid
+  }
+  throw new Error(`no mount record for ${mnt}`)
+}
+
+/** After a test: `mnt` lazily unmounted if still there, and every daemon the runtime dir records killed. */
+async function dropMounts(runtime: string, mnt: string, env: NodeJS.ProcessEnv): Promise<void> {
+  if (mountedAt(mnt)) await run(['umount', '-l', mnt], env).catch(() => undefined)
+  for (const n of existsSync(join(runtime, 'mounts')) ? readdirSync(join(runtime, 'mounts')) : []) {
+    try {
+      const pid = (JSON.parse(readFileSync(join(runtime, 'mounts', n), 'utf8')) as { pid: number }).pid
+      if (processAlive(pid)) process.kill(pid, 'SIGKILL')
+    } catch { /* gone */ }
+  }
+}
+
+/**
+ * One kill round of a writer in a read-write mount: the writer starts on `dir`, the daemon `pid`
+ * is killed at a seeded point of the measured round's span, the writer is waited for (it fails
+ * once the daemon is gone) and the mount cleared. Returns the delay, for the round's label.
+ */
+async function killDaemonWhileWriting(kind: Kind, rng: Rng, span: number, pid: number, writerArgs: string[], mnt: string, umount: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const writer = new Driver(['writer', ...writerArgs])
+  const s = statsOf(kind)
+  s.tried++
+  const delay = Math.round((rng.next() / 2 ** 32) * span)
+  const ready = await writer.line((l) => l === 'ready')
+  if (ready) await sleep(Math.max(0, delay - (performance.now() - ready.at)))
+  const wasWriting = writer.running
+  process.kill(pid, 'SIGKILL')
+  for (let i = 0; processAlive(pid) && i < 400; i++) await sleep(25)
+  if (wasWriting) s.killed++
+  else s.finished++
+  // the writer fails with ENOTCONN once the daemon is gone
+  await Promise.race([writer.exited, sleep(30_000)])
+  await writer.kill()
+  const u = await run(umount, env)
+  if (u.code !== 0 || mountedAt(mnt)) await run(['umount', '-l', mnt], env)
+  return delay
+}
+
 test('crash: the daemon of a read-write mount killed while files are written and fsynced', { timeout: 600_000 }, async (t) => {
   const reason = cannotMount()
   if (reason) {
@@ -491,14 +539,6 @@ test('crash: the daemon of a read-write mount killed while files are written and
     const r = await run([process.execPath, BIN, '--store', store, ...args], env)
     assert.equal(r.code, 0, `strata ${args.join(' ')}: ${r.stderr}`)
     return r.stdout
-  }
-  const daemonPid = (): number => {
-    const dir = join(runtime, 'mounts')
-    for (const n of readdirSync(dir)) {
-      const rec = JSON.parse(readFileSync(join(dir, n), 'utf8')) as { mountpoint: string; pid: number }
-      if (rec.mountpoint === mnt) return rec.pid
-    }
-    throw new Error(`no mount record for ${mnt}`)
   }
   /** Files of the measured round; in the others the writer goes on until the daemon is killed. */
   const COUNT = 24
@@ -552,23 +592,8 @@ test('crash: the daemon of a read-write mount killed while files are written and
 
     await killLoop('fuse write', async (rng, round, label) => {
       await strata('mount', '--rw', 'work', mnt)
-      const pid = daemonPid()
-      const writer = new Driver(['writer', join(mnt, `r${round}`), logOf(round), String(SEED), String(round), 'forever'])
-      const s = statsOf('fuse write')
-      s.tried++
-      const delay = Math.round((rng.next() / 2 ** 32) * span)
-      const ready = await writer.line((l) => l === 'ready')
-      if (ready) await sleep(Math.max(0, delay - (performance.now() - ready.at)))
-      const wasWriting = writer.running
-      process.kill(pid, 'SIGKILL')
-      for (let i = 0; processAlive(pid) && i < 400; i++) await sleep(25)
-      if (wasWriting) s.killed++
-      else s.finished++
-      // the writer fails with ENOTCONN once the daemon is gone
-      await Promise.race([writer.exited, sleep(30_000)])
-      await writer.kill()
-      const u = await run([process.execPath, BIN, '--store', store, 'umount', mnt], env)
-      if (u.code !== 0 || mountedAt(mnt)) await run(['umount', '-l', mnt], env)
+      const writerArgs = [join(mnt, `r${round}`), logOf(round), String(SEED), String(round), 'forever']
+      const delay = await killDaemonWhileWriting('fuse write', rng, span, daemonPidOf(runtime, mnt), writerArgs, mnt, [process.execPath, BIN, '--store', store, 'umount', mnt], env)
       acked.set(round, ackedIn(round))
       await check(`${label} (${delay} ms after the writer's 'ready', ${acked.get(round)!.length} files acknowledged)`)
     })
@@ -589,12 +614,104 @@ test('crash: the daemon of a read-write mount killed while files are written and
       }
     }
   } finally {
-    if (mountedAt(mnt)) await run(['umount', '-l', mnt], env).catch(() => undefined)
-    for (const n of existsSync(join(runtime, 'mounts')) ? readdirSync(join(runtime, 'mounts')) : []) {
-      try {
-        const pid = (JSON.parse(readFileSync(join(runtime, 'mounts', n), 'utf8')) as { pid: number }).pid
-        if (processAlive(pid)) process.kill(pid, 'SIGKILL')
-      } catch { /* gone */ }
+    await dropMounts(runtime, mnt, env)
+  }
+})
+
+/** The tree at a mount or host dir without the writer's round dirs and the root's own attributes. */
+function withoutRounds(tree: Tree): Tree {
+  const isRound = (p: string): boolean => /^\/r\d+(\/|$)/.test(p)
+  const entries = Object.fromEntries(Object.entries(tree.entries).filter(([p]) => p !== '/' && !isRound(p)))
+  return { ...tree, entries, links: tree.links.filter((g) => !g.some(isRound)) }
+}
+
+const kernelOverlay = (): boolean => readFileSync('/proc/filesystems', 'utf8').split('\n').some((l) => l.split('\t')[1] === 'overlay')
+
+test('crash: the daemon of a read-write directory-layer mount killed while files are written and fsynced', { timeout: 600_000 }, async (t) => {
+  const reason = cannotMount()
+  if (reason) {
+    console.log(`crash harness: FUSE directory-layer part skipped: ${reason}`)
+    return t.skip(reason)
+  }
+  const base = join(root, 'fuse-dirs')
+  const lower = await tree(0)
+  const upper = join(base, 'upper')
+  const work = join(base, 'work')
+  const runtime = join(base, 'run')
+  const mnt = join(base, 'mnt')
+  await Promise.all([upper, work, mnt].map((d) => mkdir(d, { recursive: true })))
+  const env = { ...process.env, STRATA_DEBUG: '', STRATA_RUNTIME_DIR: runtime }
+  const opts = `lowerdir=${lower},upperdir=${upper},workdir=${work}`
+  const strata = async (...args: string[]): Promise<void> => {
+    const r = await run([process.execPath, BIN, ...args], env)
+    assert.equal(r.code, 0, `strata ${args.join(' ')}: ${r.stderr}`)
+  }
+  const COUNT = 24
+  const acked = new Map<number, string[]>()
+  const lowerTree = withoutRounds(await readTree(lower))
+  /** Every acknowledged file under `dir` (the upper dir, or a mount of the stack) with its bytes. */
+  const checkAcked = (dir: string, label: string): void => {
+    for (const [round, names] of acked) {
+      for (const name of names) {
+        const path = join(dir, `r${round}`, name)
+        assert.ok(existsSync(path), `${label}: acknowledged r${round}/${name} is not in ${dir}`)
+        const got = readFileSync(path)
+        assert.ok(got.equals(writerFile(SEED, round, Number(name.slice(1)))), `${label}: acknowledged r${round}/${name} in ${dir} has other bytes (${got.length} bytes)`)
+      }
     }
+  }
+  /** The stack mounted again by Strata: every acknowledged file and the whole lower tree are there. */
+  const checkRemount = async (label: string): Promise<void> => {
+    checkAcked(mnt, `${label}, remounted`)
+    assert.deepEqual(diffTrees(lowerTree, withoutRounds(await readTree(mnt))), [], `${label}, remounted: the lower tree seen through the mount`)
+  }
+  const logOf = (round: number): string => join(base, `acked-${round}.log`)
+  const ackedIn = (round: number): string[] => (existsSync(logOf(round)) ? readFileSync(logOf(round), 'utf8').split('\n').filter(Boolean) : [])
+
+  try {
+    // the measured round: written to the end, unmounted cleanly
+    await strata('mount', '-o', opts, mnt)
+    const measured = await new Driver(['writer', join(mnt, 'r0'), logOf(0), String(SEED), '0', String(COUNT)]).finish()
+    const span = doneMs(measured)
+    await strata('umount', mnt)
+    acked.set(0, ackedIn(0))
+    assert.equal(acked.get(0)!.length, COUNT)
+    checkAcked(upper, 'fuse write (dirs), measured run')
+
+    await killLoop('fuse write (dirs)', async (rng, round, label) => {
+      // the remount after the previous kill: what was acknowledged before is served again
+      await strata('mount', '-o', opts, mnt)
+      await checkRemount(label)
+      // older rounds are removed through the mount, so that the upper dir stays small
+      for (const r of [...acked.keys()].filter((r) => r < Math.max(...acked.keys()) - 1)) {
+        await rm(join(mnt, `r${r}`), { recursive: true })
+        assert.ok(!existsSync(join(upper, `r${r}`)), `${label}: r${r} removed through the mount is still in the upper dir`)
+        acked.delete(r)
+      }
+      const writerArgs = [join(mnt, `r${round}`), logOf(round), String(SEED), String(round), 'forever']
+      const delay = await killDaemonWhileWriting('fuse write (dirs)', rng, span, daemonPidOf(runtime, mnt), writerArgs, mnt, [process.execPath, BIN, 'umount', mnt], env)
+      acked.set(round, ackedIn(round))
+      // right after the kill, before anything mounts the stack again: the files are in the upper dir
+      checkAcked(upper, `${label} (${delay} ms after the writer's 'ready', ${acked.get(round)!.length} files acknowledged), upper dir after the kill`)
+    })
+
+    // a last remount by Strata, then the kernel's overlayfs mounts what the killed daemons left
+    await strata('mount', '-o', opts, mnt)
+    await checkRemount(`seed ${SEED}, fuse write (dirs), final`)
+    await strata('umount', mnt)
+    if (kernelOverlay()) {
+      const r = await run(['mount', '-t', 'overlay', 'overlay', '-o', opts, mnt], env)
+      assert.equal(r.code, 0, `kernel overlayfs mount of the upper dir the killed daemons left: ${r.stderr}`)
+      try {
+        checkAcked(mnt, `seed ${SEED}, fuse write (dirs), kernel overlayfs`)
+        assert.deepEqual(diffTrees(lowerTree, withoutRounds(await readTree(mnt))), [], 'the lower tree seen through kernel overlayfs')
+      } finally {
+        await run(['umount', mnt], env)
+      }
+    } else {
+      console.log('crash harness: no kernel overlayfs here: the upper dir is not mounted by the kernel')
+    }
+  } finally {
+    await dropMounts(runtime, mnt, env)
   }
 })

@@ -135,6 +135,21 @@ export const WORKLOAD_NOTES: WorkloadNotes[] = [
       'written each system serves from caches and how much it asks of its daemon. Files that exist only in the upper layer are ' +
       'removed without leaving whiteouts.',
   },
+  {
+    number: 11,
+    name: 'realbuild',
+    heading: 'A real build: git clone, then tsc',
+    why:
+      'What a build job does in a throwaway writable mount: the compiler and its type packages are in the lower layer, the sources and ' +
+      'the output land in the upper. git clone receives one pack file, writes it and its index, then checks out every tracked file, ' +
+      'so it is a burst of creates, writes, renames and fsyncs in the new directory; through FUSE each of those is one or more round ' +
+      "trips to the daemon, while kernel overlayfs creates them in its upper directory inside the kernel. The compile is mostly " +
+      'CPU in the compiler: it reads the compiler itself, the standard library declarations and @types from the lower layer once, and ' +
+      'the sources just cloned, and writes its outputs a file at a time. Lower files opened read-only are not copied up by any ' +
+      "system, so what decides the compile's cost through FUSE is how many lookups, opens and reads reach the daemon and how many " +
+      "of the lower's pages the kernel keeps cached between them. Strata over store layers reads the lower's files from its chunk " +
+      "store; over directory layers it reads the host files, and writes the upper in the kernel's format.",
+  },
 ]
 
 export function notesFor(workload: number): WorkloadNotes | undefined {

@@ -47,6 +47,9 @@ const KEY_TABLES: ((tables: TableResult[]) => (TableResult | undefined)[])[] = [
     const picked = [snap.find((t) => /resnap/i.test(t.id)), snap.find((t) => /size/i.test(t.id))].filter((t) => t !== undefined)
     return picked.length ? picked : [snap[0]]
   },
+  // What people do in a writable mount: a real tree untarred, read back and removed; a clone and a build.
+  (ts) => ['untar', 'read', 'rm'].map((step) => ts.find((t) => t.workload === 10 && t.id === `realtree-${step}`)),
+  (ts) => ['clone', 'tsc', 'total'].map((step) => ts.find((t) => t.workload === 11 && t.id === `realbuild-${step}`)),
 ]
 
 export function keyTables(result: SuiteResult): TableResult[] {

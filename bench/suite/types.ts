@@ -39,7 +39,7 @@ export interface SystemRow {
 export interface TableResult {
   /** Stable id, unique in the suite (`seqread-cold`, `depth-200`...); the report keys charts by it. */
   id: string
-  /** Workload number in the suite (1–10), for ordering. */
+  /** Workload number in the suite (1–11), for ordering. */
   workload: number
   title: string
   unit: string

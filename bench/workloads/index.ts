@@ -10,6 +10,7 @@ import { renamedirWorkload } from './renamedir.js'
 import { snapshotWorkload } from './snapshot.js'
 import { microWorkload } from './micro.js'
 import { realtreeWorkload } from './realtree.js'
+import { realbuildWorkload } from './realbuild.js'
 
 export const WORKLOADS: Workload[] = [
   copyupWorkload,
@@ -22,4 +23,5 @@ export const WORKLOADS: Workload[] = [
   snapshotWorkload,
   microWorkload,
   realtreeWorkload,
+  realbuildWorkload,
 ].sort((a, b) => a.number - b.number)
