@@ -16,8 +16,12 @@ export class StoreLayer implements UpperWriter {
   /** `chunks` is needed only to take in data that lives on the host (copy-up from a directory layer). */
   constructor(readonly id: string, private readonly db: Db, private readonly chunks?: ChunkStore) {}
 
+  /**
+   * An operation's changes. Not durable ones are acknowledged once queued (write-behind): reads
+   * see them at once, and `sync` (or a durable commit) waits until they have landed.
+   */
   txn(): Txn {
-    return this.db.txn()
+    return this.db.txn({ writeBehind: true })
   }
 
   sync(): Promise<void> {
