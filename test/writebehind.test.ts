@@ -4,6 +4,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Db } from '../engine/store/db.js'
 import { decode, encode } from '../engine/store/codec.js'
 import { compareKeys } from '../engine/store/unlanded.js'
+import { StoreLayer } from '../engine/store/layer.js'
+import { inodeKey } from '../engine/store/keys.js'
+import type { InodeRecord } from '../engine/store/records.js'
 import { rejectsWith, withStore } from './helpers.js'
 
 /**
@@ -172,6 +175,57 @@ describe('write-behind', () => {
       while (!db.stopped) await sleep(5)
       const err = await rejectsWith(store.close(), 'ENOSPC')
       assert.match(err.message, /2 acknowledged change\(s\) \(3 record\(s\)\) could not be written/)
+    })
+  })
+})
+
+describe('decoded records of an active layer', () => {
+  test('are shared frozen, and every StoreLayer of the layer sees each write at once', async () => {
+    await withStore(async (store) => {
+      await store.prepare('w')
+      const fs = store.fs('w')
+      await rejectsWith(fs.stat('/f'), 'ENOENT') // an absent name, remembered as absent
+      await fs.writeFile('/f', 'x')
+      const ino = (await fs.stat('/f')).ino
+      const layer = (await store.record('w', 'test')).layer!
+      const a = new StoreLayer(layer, store.db)
+      const b = new StoreLayer(layer, store.db)
+      const rec = (await a.inode(ino))!
+      assert.equal(await b.inode(ino), rec, 'one decoded record for every reader')
+      assert.throws(() => { (rec as { mode: number }).mode = 0 }, TypeError)
+      assert.throws(() => { rec.mtime[0] = 0 }, TypeError)
+      assert.throws(() => { (rec as { uid: number }).uid = 5 }, TypeError)
+      const entry = (await a.entry(1, 'f'))!
+      assert.throws(() => { entry[0] = 7 }, TypeError)
+      await fs.chmod('/f', 0o640)
+      assert.equal((await b.inode(ino))!.mode & 0o7777, 0o640)
+      await fs.rename('/f', '/g')
+      assert.equal(await a.entry(1, 'f'), undefined)
+      assert.deepEqual(await b.entry(1, 'g'), [ino, 8])
+      await fs.unlink('/g')
+      assert.equal(await a.entry(1, 'g'), undefined)
+    })
+  })
+
+  test('a write that fails is not seen afterwards, even if it was read while queued', async () => {
+    await withStore(async (store) => {
+      await store.prepare('w')
+      const fs = store.fs('w')
+      await fs.writeFile('/f', 'x')
+      await fs.chmod('/f', 0o644)
+      await fs.sync()
+      const ino = (await fs.stat('/f')).ino
+      const layer = new StoreLayer((await store.record('w', 'test')).layer!, store.db)
+      const g = gate(store.db)
+      g.failNext()
+      const txn = store.db.txn()
+      txn.put(inodeKey(layer.id, ino), { ...(await layer.inode(ino))!, mode: 0o100600 } satisfies InodeRecord)
+      const failing = txn.commit()
+      assert.equal((await layer.inode(ino))!.mode, 0o100600, 'seen while queued')
+      g.release()
+      await rejectsWith(failing, 'ENOSPC')
+      assert.equal((await layer.inode(ino))!.mode, 0o100644, 'gone with its failed batch')
+      await store.db.resume()
     })
   })
 })

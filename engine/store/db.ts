@@ -6,6 +6,7 @@ import { FORMAT_KEY, chunkKey, packedKey, prefixRange } from './keys.js'
 import { Packs, encodePointer, type PackPointer } from './packs.js'
 import { checkBeforeOpen, refuseUnindexedPacks } from './opencheck.js'
 import { Unlanded, mergeQueued, type BatchOp } from './unlanded.js'
+import { DecodedCache, NOT_CACHED } from './decodedcache.js'
 import { FsError, StoreError, isCode } from '../errors.js'
 import { RESERVE_BYTES, freeBytes, isNoSpace, keepReserve, logBytes, noSpaceError, reopenBytes, withReserve } from './space.js'
 
@@ -69,6 +70,8 @@ export class Db {
   private readonly kept: QueuedWrite[] = []
   /** What the queue and `kept` will write, as reads must see it now. */
   private readonly unlanded = new Unlanded()
+  /** Records read with `getSyncShared`, decoded; a queued write of a key drops it. */
+  private readonly decoded = new DecodedCache()
   private writing = false
   /** The running `drain`, which `settle` waits for. */
   private draining: Promise<void> = Promise.resolve()
@@ -203,6 +206,20 @@ export class Db {
     return raw === undefined ? undefined : decodeAt<T>(raw, key)
   }
 
+  /**
+   * `getSync` of records that are read again and again while they may still change (an active
+   * layer's entries and inodes), kept decoded until a write of the key is queued. Every caller
+   * gets the same object: `share` makes it safe to share (freezes it) before it is kept.
+   */
+  getSyncShared<T extends object>(key: string, share: (value: T) => T): T | undefined {
+    const hit = this.decoded.get(key)
+    if (hit !== NOT_CACHED) return hit as T | undefined
+    const raw = this.getRawSync(key)
+    const value = raw === undefined ? undefined : share(decodeAt<T>(raw, key))
+    this.decoded.set(key, value, raw?.length ?? 0)
+    return value
+  }
+
   async get<T>(key: string): Promise<T | undefined> {
     const raw = await this.getRaw(key)
     return raw === undefined ? undefined : decodeAt<T>(raw, key)
@@ -285,6 +302,7 @@ export class Db {
   private enqueue(w: QueuedWrite): void {
     this.queued.push(w)
     this.unlanded.add(w.ops)
+    for (const op of w.ops) this.decoded.forget(op.key)
     if (!this.writing) this.draining = this.drain()
   }
 
@@ -336,6 +354,8 @@ export class Db {
   private notWritten(group: QueuedWrite[], err: unknown): void {
     for (const w of group) if (w.acked) this.kept.push(w)
     this.unlanded.reset([...this.kept, ...this.queued].map((w) => w.ops))
+    // some of what was decoded came from batches that are now dropped
+    this.decoded.clear()
     for (const w of group) if (!w.acked) w.done(err)
   }
 

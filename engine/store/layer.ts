@@ -5,6 +5,7 @@ import { FileContent } from './filedata.js'
 import { decode } from './codec.js'
 import { entryDirPrefix, entryKey, inodeKey, layerEntriesPrefix, layerInodesPrefix } from './keys.js'
 import type { EntryRecord, InodeRecord } from './records.js'
+import { freezeRecord } from './recordcache.js'
 import type { UpperTxn, UpperWriter } from '../overlay/node.js'
 import { fsError } from '../errors.js'
 
@@ -53,9 +54,11 @@ export class StoreLayer implements UpperWriter {
   readonly keepsHardLinks = true
 
   // Lookups read on the calling thread (Db.getSync): a stat in an active snapshot is several of
-  // them, and each trip through libuv's pool cost more than the read itself.
+  // them, and each trip through libuv's pool cost more than the read itself. Every path walk
+  // reads the same entries and dir inodes again, so they are kept decoded (Db.getSyncShared),
+  // frozen since every reader gets the same object.
   async entry(dirIno: number, name: string): Promise<EntryRecord | undefined> {
-    return this.db.getSync<EntryRecord>(entryKey(this.id, dirIno, name))
+    return this.db.getSyncShared<EntryRecord>(entryKey(this.id, dirIno, name), freezeEntry)
   }
 
   async entries(dirIno: number): Promise<Array<[string, EntryRecord]>> {
@@ -66,7 +69,7 @@ export class StoreLayer implements UpperWriter {
   }
 
   async inode(ino: number): Promise<InodeRecord | undefined> {
-    return this.db.getSync<InodeRecord>(inodeKey(this.id, ino))
+    return this.db.getSyncShared<InodeRecord>(inodeKey(this.id, ino), freezeRecord)
   }
 
   putEntry(txn: UpperTxn, dirIno: number, name: string, rec: EntryRecord): void {
@@ -104,6 +107,8 @@ export class StoreLayer implements UpperWriter {
     for await (const k of this.db.scanKeys(layerInodesPrefix(this.id))) txn.del(k)
   }
 }
+
+const freezeEntry = (e: EntryRecord): EntryRecord => Object.freeze(e) as EntryRecord
 
 function stripUndefined<T extends object>(rec: T): T {
   const out = {} as T
