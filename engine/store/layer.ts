@@ -110,8 +110,12 @@ export class StoreLayer implements UpperWriter {
 
 const freezeEntry = (e: EntryRecord): EntryRecord => Object.freeze(e) as EntryRecord
 
+/** A copy without the fields set to undefined, which msgpack would store as nil. for-in: records are plain objects, and it allocates nothing per field (Object.entries cost 3x). */
 function stripUndefined<T extends object>(rec: T): T {
-  const out = {} as T
-  for (const [k, v] of Object.entries(rec)) if (v !== undefined) (out as Record<string, unknown>)[k] = v
-  return out
+  const out = {} as Record<string, unknown>
+  for (const k in rec) {
+    const v = rec[k]
+    if (v !== undefined) out[k] = v
+  }
+  return out as T
 }
