@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Db } from '../engine/store/db.js'
+import { WRITE_BEHIND_BYTES, type Db } from '../engine/store/db.js'
 import { decode, encode } from '../engine/store/codec.js'
 import { compareKeys } from '../engine/store/unlanded.js'
 import { StoreLayer } from '../engine/store/layer.js'
@@ -102,6 +102,21 @@ describe('write-behind', () => {
     const keys = ['a', '\uffff', '\u{1F600}', '\ue000', 'ab', '\u00e9', '\ud7ff']
     const bytes = [...keys].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)))
     assert.deepEqual([...keys].sort(compareKeys), bytes)
+  })
+
+  test('past WRITE_BEHIND_BYTES not yet landed, a write-behind waits for its batch', async () => {
+    await withStore(async (store) => {
+      const db = store.db
+      const g = gate(db)
+      const big = Buffer.alloc(WRITE_BEHIND_BYTES / 3, 1)
+      for (let i = 0; i < 3; i++) await put(db, { [`T/${i}`]: big.toString('hex').slice(0, big.length) })
+      const held = put(db, { 'T/last': 'x' })
+      assert.equal(await settled(held), false, 'the queue is full: this one waits')
+      assert.equal(db.getSync('T/last'), 'x', 'and is seen all the same')
+      g.release()
+      await held
+      assert.ok(g.stored('T/last'))
+    })
   })
 
   test('a durable commit waits for the write-behinds before it', async () => {

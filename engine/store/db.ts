@@ -38,15 +38,29 @@ export const WRITE_BUFFER = 64 * 1024 * 1024
 type Level = LevelDB<string, Buffer>
 
 /**
+ * Write-behinds are acknowledged early only while the batches not yet landed hold less than
+ * this; past it a write waits for its batch. A writer that never waits for I/O (every read
+ * answered on its own thread) would otherwise never let the event loop take LevelDB's answers:
+ * the queue, its memory and the batch a failure must keep for later would grow without bound.
+ */
+export const WRITE_BEHIND_BYTES = 4 * 1024 * 1024
+/** What an op costs beyond its key and value, for `WRITE_BEHIND_BYTES`. */
+const OP_OVERHEAD = 64
+
+/**
  * A batch in the write queue (see `Db.write`). `acked`: its writer was answered when it was
  * queued (a write-behind), so if it cannot be written it is kept, never dropped.
  */
 interface QueuedWrite {
   ops: BatchOp[]
+  /** Its share of `Db.unlandedBytes`. */
+  bytes: number
   sync: boolean
   acked: boolean
   done: (err?: unknown) => void
 }
+
+const batchBytes = (ops: BatchOp[]): number => ops.reduce((n, op) => n + OP_OVERHEAD + op.key.length + (op.type === 'put' ? op.value.length : 0), 0)
 
 const acknowledged = (): void => {}
 
@@ -70,6 +84,8 @@ export class Db {
   private readonly kept: QueuedWrite[] = []
   /** What the queue and `kept` will write, as reads must see it now. */
   private readonly unlanded = new Unlanded()
+  /** Bytes of the batches queued, being written, or kept: what `WRITE_BEHIND_BYTES` bounds. */
+  private unlandedBytes = 0
   /** Records read with `getSyncShared`, decoded; a queued write of a key drops it. */
   private readonly decoded = new DecodedCache()
   private writing = false
@@ -289,18 +305,20 @@ export class Db {
    * landed, or at once for a `behind` batch that is not `sync`: an operation's writer is
    * answered without waiting for LevelDB. Such a batch cannot be lost to a failure: it is kept
    * and written first once writes resume; a synced write, `syncLog` and `close` report the
-   * failure until then. While writes are stopped nothing new is acknowledged early.
+   * failure until then. While writes are stopped, or WRITE_BEHIND_BYTES wait to land, nothing
+   * new is acknowledged early.
    */
   write(ops: BatchOp[], sync: boolean, behind = false): Promise<void> {
-    const acked = behind && !sync && !this.stopped
+    const acked = behind && !sync && !this.stopped && this.unlandedBytes < WRITE_BEHIND_BYTES
     return new Promise((resolve, reject) => {
-      this.enqueue({ ops, sync, acked, done: acked ? acknowledged : (err) => (err === undefined ? resolve() : reject(err)) })
+      this.enqueue({ ops, bytes: batchBytes(ops), sync, acked, done: acked ? acknowledged : (err) => (err === undefined ? resolve() : reject(err)) })
       if (acked) resolve()
     })
   }
 
   private enqueue(w: QueuedWrite): void {
     this.queued.push(w)
+    this.unlandedBytes += w.bytes
     this.unlanded.add(w.ops)
     for (const op of w.ops) this.decoded.forget(op.key)
     if (!this.writing) this.draining = this.drain()
@@ -347,12 +365,16 @@ export class Db {
 
   private landed(group: QueuedWrite[]): void {
     for (const w of group) this.unlanded.landed(w.ops)
+    for (const w of group) this.unlandedBytes -= w.bytes
     for (const w of group) w.done()
   }
 
   /** Acknowledged batches are kept for the next try; the others fail, and reads stop seeing them. */
   private notWritten(group: QueuedWrite[], err: unknown): void {
-    for (const w of group) if (w.acked) this.kept.push(w)
+    for (const w of group) {
+      if (w.acked) this.kept.push(w)
+      else this.unlandedBytes -= w.bytes
+    }
     this.unlanded.reset([...this.kept, ...this.queued].map((w) => w.ops))
     // some of what was decoded came from batches that are now dropped
     this.decoded.clear()
