@@ -172,8 +172,14 @@ export function splitPath(path: string, syscall: string): string[] {
   if (typeof path !== 'string') throw fsError('EINVAL', syscall, String(path), 'path must be a string')
   if (path === '') throw fsError('ENOENT', syscall, path)
   if (path.includes('\0')) throw fsError('EINVAL', syscall, path, 'path contains a NUL byte')
-  if (Buffer.byteLength(path) >= PATH_MAX) throw fsError('ENAMETOOLONG', syscall, path)
+  if (utf8Over(path, PATH_MAX - 1)) throw fsError('ENAMETOOLONG', syscall, path)
   const parts = path.split('/').filter((c) => c !== '')
-  for (const p of parts) if (Buffer.byteLength(p) > NAME_MAX) throw fsError('ENAMETOOLONG', syscall, path)
+  for (const p of parts) if (utf8Over(p, NAME_MAX)) throw fsError('ENAMETOOLONG', syscall, path)
   return parts
 }
+
+/**
+ * Whether `s` takes more than `max` bytes in UTF-8. A UTF-16 unit is at most 3 bytes, so short
+ * strings (every one on a path walk) are answered without counting.
+ */
+const utf8Over = (s: string, max: number): boolean => s.length * 3 > max && Buffer.byteLength(s) > max

@@ -19,6 +19,12 @@ export const HOLE_REF = Buffer.alloc(REF_SIZE, 0xff)
 const MAX_COLLISIONS = 254
 /** Chunks kept in LevelDB, per read on the pool when reading ahead: small groups, so that several threads wait for the disk at once. */
 const PREFETCH_GROUP = 8
+/**
+ * A put of at most this many chunks not cached (a small file's flush) looks them up on the
+ * calling thread, as reads do: a trip through libuv's pool cost more than the lookups. More go
+ * to the pool in one getMany, so that a large flush does not hold the thread while the disk seeks.
+ */
+const SYNC_LOOKUPS = 16
 /** Largest read of adjacent packed chunks when reading ahead. */
 const PREFETCH_SPAN = 1024 * 1024
 
@@ -279,6 +285,7 @@ export class ChunkStore {
   /** `readStored` of many chunks, with one lookup in LevelDB for all of them. */
   private async readManyStored(ids: string[]): Promise<(Buffer | undefined)[]> {
     if (ids.length === 0) return []
+    if (ids.length <= SYNC_LOOKUPS) return ids.map((id) => this.readStoredSync(id, {}))
     const found = await this.db.getManyRaw([...ids.map(packedKey), ...ids.map(chunkKey)])
     return Promise.all(ids.map((id, i) => (found[i] === undefined ? found[ids.length + i] : this.readPacked(id, found[i]!, {}))))
   }

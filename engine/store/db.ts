@@ -5,6 +5,8 @@ import { decode, encode } from './codec.js'
 import { FORMAT_KEY, chunkKey, packedKey, prefixRange } from './keys.js'
 import { Packs, encodePointer, type PackPointer } from './packs.js'
 import { checkBeforeOpen, refuseUnindexedPacks } from './opencheck.js'
+import { Unlanded, mergeQueued, type BatchOp } from './unlanded.js'
+import { DecodedCache, NOT_CACHED } from './decodedcache.js'
 import { FsError, StoreError, isCode } from '../errors.js'
 import { RESERVE_BYTES, freeBytes, isNoSpace, keepReserve, logBytes, noSpaceError, reopenBytes, withReserve } from './space.js'
 
@@ -35,15 +37,32 @@ export const WRITE_BUFFER = 64 * 1024 * 1024
 
 type Level = LevelDB<string, Buffer>
 
-/** One write of a batch, in the form LevelDB's array batch takes. */
-type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string }
+/**
+ * Write-behinds are acknowledged early only while the batches not yet landed hold less than
+ * this; past it a write waits for its batch. A writer that never waits for I/O (every read
+ * answered on its own thread) would otherwise never let the event loop take LevelDB's answers:
+ * the queue, its memory and the batch a failure must keep for later would grow without bound.
+ */
+export const WRITE_BEHIND_BYTES = 4 * 1024 * 1024
+/** What an op costs beyond its key and value, for `WRITE_BEHIND_BYTES`. */
+const OP_OVERHEAD = 64
 
-/** Batches waiting for the one being written; they go to LevelDB together (see `Db.write`). */
+/**
+ * A batch in the write queue (see `Db.write`). `acked`: its writer was answered when it was
+ * queued (a write-behind), so if it cannot be written it is kept, never dropped.
+ */
 interface QueuedWrite {
   ops: BatchOp[]
+  /** Its share of `Db.unlandedBytes`. */
+  bytes: number
   sync: boolean
+  acked: boolean
   done: (err?: unknown) => void
 }
+
+const batchBytes = (ops: BatchOp[]): number => ops.reduce((n, op) => n + OP_OVERHEAD + op.key.length + (op.type === 'put' ? op.value.length : 0), 0)
+
+const acknowledged = (): void => {}
 
 /**
  * The LevelDB of one store. Writes go through `Txn`s, each one atomic LevelDB batch: a crash
@@ -58,7 +77,20 @@ export class Db {
   private failure?: unknown
   private resuming?: Promise<void>
   private readonly queued: QueuedWrite[] = []
+  /**
+   * Acknowledged batches that a failed write could not write: written first, before anything
+   * newer, once `resume` has reopened LevelDB (see `close` for the last try).
+   */
+  private readonly kept: QueuedWrite[] = []
+  /** What the queue and `kept` will write, as reads must see it now. */
+  private readonly unlanded = new Unlanded()
+  /** Bytes of the batches queued, being written, or kept: what `WRITE_BEHIND_BYTES` bounds. */
+  private unlandedBytes = 0
+  /** Records read with `getSyncShared`, decoded; a queued write of a key drops it. */
+  private readonly decoded = new DecodedCache()
   private writing = false
+  /** The running `drain`, which `settle` waits for. */
+  private draining: Promise<void> = Promise.resolve()
 
   private constructor(readonly dir: string, private readonly level: Level, readonly packs: Packs) {}
 
@@ -112,11 +144,36 @@ export class Db {
     }
   }
 
+  /**
+   * Writes what is queued (acknowledged write-behinds included) and closes LevelDB. When
+   * acknowledged changes still cannot be written, LevelDB is closed all the same and the error
+   * says how many were lost.
+   */
   async close(): Promise<void> {
     try { rmSync(join(this.dir, HOLDER_FILE), { force: true }) } catch { /* best effort */ }
+    const unwritten = await this.settle()
     await this.packs.close()
     await this.flushLog()
     await this.level.close()
+    if (unwritten > 0) throw this.lostOnClose(unwritten)
+  }
+
+  /** Waits until every queued batch has landed or failed, and tries once more to write the kept ones; returns how many are still unwritten. */
+  private async settle(): Promise<number> {
+    while (this.writing) await this.draining
+    if (this.kept.length === 0) return 0
+    try {
+      await this.resume()
+    } catch { /* counted below */ }
+    while (this.writing) await this.draining
+    return this.kept.length
+  }
+
+  private lostOnClose(unwritten: number): StoreError {
+    const records = this.kept.reduce((n, w) => n + w.ops.length, 0)
+    const what = `${unwritten} acknowledged change(s) (${records} record(s)) could not be written and are lost`
+    if (isNoSpace(this.failure)) return noSpaceError(this.dir, `closed with writes stopped: ${what}`)
+    return new StoreError('EIO', `store ${this.dir}: closed with writes stopped (${(this.failure as Error | undefined)?.message}): ${what}`)
   }
 
   /**
@@ -136,6 +193,8 @@ export class Db {
   }
 
   async getRaw(key: string): Promise<Buffer | undefined> {
+    const queued = this.unlanded.value(key)
+    if (queued !== undefined) return queued ?? undefined
     try {
       return (await this.level.get(key)) ?? undefined
     } catch (err) {
@@ -148,6 +207,8 @@ export class Db {
    * times cheaper than a round trip through libuv's pool, and copies the value once instead of twice.
    */
   getRawSync(key: string): Buffer | undefined {
+    const queued = this.unlanded.value(key)
+    if (queued !== undefined) return queued ?? undefined
     try {
       return this.level.getSync(key) ?? undefined
     } catch (err) {
@@ -161,6 +222,20 @@ export class Db {
     return raw === undefined ? undefined : decodeAt<T>(raw, key)
   }
 
+  /**
+   * `getSync` of records that are read again and again while they may still change (an active
+   * layer's entries and inodes), kept decoded until a write of the key is queued. Every caller
+   * gets the same object: `share` makes it safe to share (freezes it) before it is kept.
+   */
+  getSyncShared<T extends object>(key: string, share: (value: T) => T): T | undefined {
+    const hit = this.decoded.get(key)
+    if (hit !== NOT_CACHED) return hit as T | undefined
+    const raw = this.getRawSync(key)
+    const value = raw === undefined ? undefined : share(decodeAt<T>(raw, key))
+    this.decoded.set(key, value, raw?.length ?? 0)
+    return value
+  }
+
   async get<T>(key: string): Promise<T | undefined> {
     const raw = await this.getRaw(key)
     return raw === undefined ? undefined : decodeAt<T>(raw, key)
@@ -168,43 +243,45 @@ export class Db {
 
   async getManyRaw(keys: string[]): Promise<(Buffer | undefined)[]> {
     if (keys.length === 0) return []
-    try {
-      return (await this.level.getMany(keys)).map((v) => v ?? undefined)
-    } catch (err) {
-      throw unreadable(err, keys[0])
+    const out = keys.map((k) => this.unlanded.value(k))
+    const stored = keys.filter((_, i) => out[i] === undefined)
+    if (stored.length > 0) {
+      let found: (Buffer | undefined)[]
+      try {
+        found = await this.level.getMany(stored)
+      } catch (err) {
+        throw unreadable(err, stored[0])
+      }
+      let j = 0
+      for (let i = 0; i < out.length; i++) if (out[i] === undefined) out[i] = found[j++] ?? undefined
     }
+    return out.map((v) => v ?? undefined)
   }
 
-  /** All [key, value] pairs under a prefix, read in batches. */
+  /**
+   * All [key, value] pairs under a prefix, read in batches, queued writes merged in. The
+   * iterator (whose snapshot LevelDB takes when it is made) and the queued writes are taken
+   * together, with no await between: a batch that lands meanwhile is among the queued writes
+   * still, with the same values, and nothing queued later shows.
+   */
   async *scan(prefix: string, opts: { keysOnly?: boolean } = {}): AsyncGenerator<[string, Buffer]> {
-    const it = this.level.iterator({ ...prefixRange(prefix), values: !opts.keysOnly })
+    const range = prefixRange(prefix)
+    const it = this.level.iterator({ ...range, values: !opts.keysOnly })
+    const queued = this.unlanded.inRange(range.gt, range.lt)
     try {
-      for (;;) {
-        const batch = await it.nextv(1000)
-        if (batch.length === 0) return
-        for (const [k, v] of batch) yield [k, v as Buffer]
-      }
+      yield* mergeQueued(inBatches(it), queued, (v) => v)
     } finally {
       await it.close()
     }
   }
 
   async *scanKeys(prefix: string): AsyncGenerator<string> {
-    const it = this.level.keys(prefixRange(prefix))
-    try {
-      for (;;) {
-        const batch = await it.nextv(1000)
-        if (batch.length === 0) return
-        yield* batch
-      }
-    } finally {
-      await it.close()
-    }
+    for await (const [k] of this.scan(prefix, { keysOnly: true })) yield k
   }
 
   async hasPrefix(prefix: string): Promise<boolean> {
-    const keys = await this.level.keys({ ...prefixRange(prefix), limit: 1 }).all()
-    return keys.length > 0
+    for await (const _ of this.scanKeys(prefix)) return true
+    return false
   }
 
   /** Makes every write so far durable: a synced write flushes LevelDB's log with all before it. */
@@ -212,55 +289,96 @@ export class Db {
     await this.write([formatOp()], true)
   }
 
-  txn(): Txn {
-    return new Txn(this, this.packs)
+  /** `writeBehind`: commits that are not durable are acknowledged once queued (see `write`). */
+  txn(opts: { writeBehind?: boolean } = {}): Txn {
+    return new Txn(this, this.packs, opts.writeBehind === true)
   }
 
   /**
    * Writes `ops` as one atomic batch (synced with `sync`). Every write of the store goes
-   * through here, one batch at a time: batches that arrive while one is written wait and go
-   * together as the next (LevelDB's own group commit, done here so that no batch is handed to
-   * LevelDB after one has failed). After a failure nothing more is written until `resume` has
-   * reopened LevelDB.
+   * through here, one batch at a time, in order: batches that arrive while one is written wait
+   * and go together as the next (LevelDB's own group commit, done here so that no batch is
+   * handed to LevelDB after one has failed). After a failure nothing more is written until
+   * `resume` has reopened LevelDB.
+   *
+   * Reads see a batch from the moment it is queued. The promise settles when the batch has
+   * landed, or at once for a `behind` batch that is not `sync`: an operation's writer is
+   * answered without waiting for LevelDB. Such a batch cannot be lost to a failure: it is kept
+   * and written first once writes resume; a synced write, `syncLog` and `close` report the
+   * failure until then. While writes are stopped, or WRITE_BEHIND_BYTES wait to land, nothing
+   * new is acknowledged early.
    */
-  write(ops: BatchOp[], sync: boolean): Promise<void> {
+  write(ops: BatchOp[], sync: boolean, behind = false): Promise<void> {
+    const acked = behind && !sync && !this.stopped && this.unlandedBytes < WRITE_BEHIND_BYTES
     return new Promise((resolve, reject) => {
-      this.queued.push({ ops, sync, done: (err) => (err === undefined ? resolve() : reject(err)) })
-      if (!this.writing) void this.drain()
+      this.enqueue({ ops, bytes: batchBytes(ops), sync, acked, done: acked ? acknowledged : (err) => (err === undefined ? resolve() : reject(err)) })
+      if (acked) resolve()
     })
+  }
+
+  private enqueue(w: QueuedWrite): void {
+    this.queued.push(w)
+    this.unlandedBytes += w.bytes
+    this.unlanded.add(w.ops)
+    for (const op of w.ops) this.decoded.forget(op.key)
+    if (!this.writing) this.draining = this.drain()
   }
 
   private async drain(): Promise<void> {
     this.writing = true
     try {
       while (this.queued.length > 0) {
-        const group = this.queued.splice(0)
         let err: unknown
         try {
+          // a successful resume puts the kept batches back at the head of the queue
           if (this.stopped) await this.resume()
         } catch (e) {
           err = e // still stopped: already said why
         }
-        if (err === undefined) {
-          try {
-            // a chained batch: cheaper than LevelDB's array form for the few records of most writes
-            const batch = this.level.batch()
-            for (const w of group) {
-              for (const op of w.ops) {
-                if (op.type === 'put') batch.put(op.key, op.value)
-                else batch.del(op.key)
-              }
-            }
-            await batch.write({ sync: group.some((w) => w.sync) })
-          } catch (e) {
-            err = this.failed(e)
-          }
-        }
-        for (const w of group) w.done(err)
+        const group = this.queued.splice(0)
+        if (err === undefined) err = await this.writeGroup(group)
+        if (err === undefined) this.landed(group)
+        else this.notWritten(group, err)
       }
     } finally {
       this.writing = false
     }
+  }
+
+  /** Writes the batches of `group` as one LevelDB batch; returns the error to give their writers. */
+  private async writeGroup(group: QueuedWrite[]): Promise<unknown> {
+    try {
+      // a chained batch: cheaper than LevelDB's array form for the few records of most writes
+      const batch = this.level.batch()
+      for (const w of group) {
+        for (const op of w.ops) {
+          if (op.type === 'put') batch.put(op.key, op.value)
+          else batch.del(op.key)
+        }
+      }
+      await batch.write({ sync: group.some((w) => w.sync) })
+      return undefined
+    } catch (e) {
+      return this.failed(e)
+    }
+  }
+
+  private landed(group: QueuedWrite[]): void {
+    for (const w of group) this.unlanded.landed(w.ops)
+    for (const w of group) this.unlandedBytes -= w.bytes
+    for (const w of group) w.done()
+  }
+
+  /** Acknowledged batches are kept for the next try; the others fail, and reads stop seeing them. */
+  private notWritten(group: QueuedWrite[], err: unknown): void {
+    for (const w of group) {
+      if (w.acked) this.kept.push(w)
+      else this.unlandedBytes -= w.bytes
+    }
+    this.unlanded.reset([...this.kept, ...this.queued].map((w) => w.ops))
+    // some of what was decoded came from batches that are now dropped
+    this.decoded.clear()
+    for (const w of group) if (!w.acked) w.done(err)
   }
 
   /**
@@ -308,10 +426,27 @@ export class Db {
     }
     this.failure = undefined
     keepReserve(this.dir)
+    this.retryKept()
+  }
+
+  /** The batches a failure kept go first, ahead of everything queued since. */
+  private retryKept(): void {
+    if (this.kept.length === 0) return
+    this.queued.unshift(...this.kept.splice(0))
+    if (!this.writing) this.draining = this.drain()
   }
 }
 
 const mebibytes = (bytes: number): number => Math.ceil(bytes / (1024 * 1024))
+
+/** An iterator's pairs, read 1000 at a time. */
+async function* inBatches(it: { nextv(n: number): Promise<Array<[string, Buffer | undefined]>> }): AsyncGenerator<[string, Buffer]> {
+  for (;;) {
+    const batch = await it.nextv(1000)
+    if (batch.length === 0) return
+    for (const [k, v] of batch) yield [k, v as Buffer]
+  }
+}
 
 function formatOp(): BatchOp {
   return { type: 'put', key: FORMAT_KEY, value: encode({ format: FORMAT_VERSION }) }
@@ -392,7 +527,8 @@ export class Txn {
   private readonly moved = new Set<string>()
   /** A txn committed before this one whose write may not have landed yet (see `follows`). */
   private earlier?: Txn
-  constructor(private readonly db: Db, private readonly packs: Packs) {}
+  /** `writeBehind`: a commit that is not durable returns once its batch is queued (see `Db.write`). */
+  constructor(private readonly db: Db, private readonly packs: Packs, private readonly writeBehind = false) {}
 
   /**
    * Makes `pending` see the writes of `earlier` too, while they are being written: a txn filled
@@ -462,7 +598,8 @@ export class Txn {
         }
       }
       for (const [k, v] of this.ops) ops.push(v === null ? { type: 'del', key: k } : { type: 'put', key: k, value: v })
-      await this.db.write(ops, sync)
+      // pointers into a pack wait for their batch as every pack writer does
+      await this.db.write(ops, sync, this.writeBehind && !packed)
     } finally {
       // only now: until the write has landed, a txn that follows this one reads its values here
       this.ops.clear()
