@@ -1,5 +1,4 @@
-import { lstat, readdir } from 'node:fs/promises'
-import type { BigIntStats } from 'node:fs'
+import { lstatSync, readdirSync, type BigIntStats } from 'node:fs'
 import { join } from 'node:path'
 import { getAttributeSync } from 'fs-xattr'
 import type { EntryRecord, InodeRecord } from '../store/records.js'
@@ -8,7 +7,7 @@ import { T, isDirType, typeOf, type UpperLayer } from '../overlay/node.js'
 import { isWhiteoutDevice, isXattrWhiteout, overlayXattrNames, parseOpaqueXattr, type OverlayXattrNames } from '../overlay/whiteout.js'
 import { fromNs } from '../overlay/stats.js'
 import { readHostXattrs } from '../host/xattrs.js'
-import { hostKey, readHostLink } from '../host/scan.js'
+import { hostKey, readHostLinkSync } from '../host/scan.js'
 import { hostError } from '../host/io.js'
 import { isCode } from '../errors.js'
 import { freezeRecord, recordBytes } from '../store/recordcache.js'
@@ -138,9 +137,13 @@ export class DirLayer implements UpperLayer {
     else this.names.delete(ino)
   }
 
-  protected async lstatOrUndefined(path: string): Promise<BigIntStats | undefined> {
+  /**
+   * Host metadata calls block: on a local dir they take microseconds, a tenth of a trip through
+   * libuv's thread pool, and a path walk makes several per component.
+   */
+  protected lstatOrUndefined(path: string): BigIntStats | undefined {
     try {
-      return await lstat(path, { bigint: true })
+      return lstatSync(path, { bigint: true, throwIfNoEntry: false })
     } catch (err) {
       if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return undefined
       throw hostError(err, 'lstat', path)
@@ -177,7 +180,7 @@ export class DirLayer implements UpperLayer {
     const dir = this.keptDir(cache, dirIno)
     if (dir.listing) return findEntry(dir.listing, name)
     if (dir.names.has(name)) return dir.names.get(name)
-    const e = await this.readEntry(dirIno, name)
+    const e = this.readEntry(dirIno, name)
     dir.names.set(name, e)
     dir.bytes += 64 + 2 * name.length
     cache.set(`d${dirIno}`, dir, dir.bytes)
@@ -188,11 +191,11 @@ export class DirLayer implements UpperLayer {
     return cache.get<KeptDir>(`d${dirIno}`) ?? cache.set(`d${dirIno}`, { names: new Map(), bytes: 96 }, 96)
   }
 
-  private async readEntry(dirIno: number, name: string): Promise<EntryRecord | undefined> {
+  private readEntry(dirIno: number, name: string): EntryRecord | undefined {
     const dirPath = this.pathOf(dirIno)
     if (dirPath === undefined) return undefined
     const path = join(dirPath, name)
-    const st = await this.lstatOrUndefined(path)
+    const st = this.lstatOrUndefined(path)
     if (!st) return undefined
     return this.classify(st, path, dirIno, name)
   }
@@ -200,10 +203,10 @@ export class DirLayer implements UpperLayer {
   /** The names of a dir, whiteouts included, sorted; a kept listing is shared (frozen). */
   async entries(dirIno: number): Promise<Array<[string, EntryRecord]>> {
     const cache = this.hostCache
-    if (!cache || !this.knows(dirIno)) return (await this.readEntries(dirIno)) ?? []
+    if (!cache || !this.knows(dirIno)) return this.readEntries(dirIno) ?? []
     const dir = this.keptDir(cache, dirIno)
     if (!dir.listing) {
-      dir.listing = Object.freeze((await this.readEntries(dirIno)) ?? [])
+      dir.listing = Object.freeze(this.readEntries(dirIno) ?? [])
       // the listing answers every lookup from now on
       dir.names.clear()
       dir.bytes = dir.listing.reduce((n, [name]) => n + 96 + 2 * name.length, 96)
@@ -213,12 +216,12 @@ export class DirLayer implements UpperLayer {
   }
 
   /** Undefined when the dir is gone or not a dir. */
-  private async readEntries(dirIno: number): Promise<Array<[string, EntryRecord]> | undefined> {
+  private readEntries(dirIno: number): Array<[string, EntryRecord]> | undefined {
     const dirPath = this.pathOf(dirIno)
     if (dirPath === undefined) return undefined
     let names: string[]
     try {
-      names = await readdir(dirPath)
+      names = readdirSync(dirPath)
     } catch (err) {
       if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return undefined
       throw hostError(err, 'readdir', dirPath)
@@ -226,7 +229,7 @@ export class DirLayer implements UpperLayer {
     const out: Array<[string, EntryRecord]> = []
     for (const name of names.sort()) {
       const path = join(dirPath, name)
-      const st = await this.lstatOrUndefined(path)
+      const st = this.lstatOrUndefined(path)
       if (st) out.push([name, this.classify(st, path, dirIno, name)])
     }
     return out
@@ -239,20 +242,20 @@ export class DirLayer implements UpperLayer {
     const hit = cache.get<InodeRecord>(`r${ino}`)
     if (hit) return hit
     // Numbers this layer never gave (another layer's objects) are answered without keeping anything.
-    const rec = await this.readInode(ino)
+    const rec = this.readInode(ino)
     return rec && cache.set(`r${ino}`, freezeRecord(rec), recordBytes(rec))
   }
 
-  private async readInode(ino: number): Promise<InodeRecord | undefined> {
+  private readInode(ino: number): InodeRecord | undefined {
     const path = this.pathOf(ino)
     if (path === undefined) return undefined
-    const st = await this.lstatOrUndefined(path)
+    const st = this.lstatOrUndefined(path)
     if (!st) return undefined
     return this.record(st, path)
   }
 
   /** The inode record of a host object, as a store layer would hold it. */
-  protected async record(st: BigIntStats, path: string): Promise<InodeRecord> {
+  protected record(st: BigIntStats, path: string): InodeRecord {
     const mode = Number(st.mode)
     const type = typeOf(mode)
     const rec: InodeRecord = {
@@ -266,14 +269,15 @@ export class DirLayer implements UpperLayer {
       mtime: fromNs(st.mtimeNs),
       ctime: fromNs(st.ctimeNs),
     }
+    // one read of the xattrs gives the file's own and the overlay's markers
     const all = readHostXattrs(path, type, true) ?? {}
     const xattrs = Object.entries(all).filter(([k]) => !k.startsWith(this.xattr.prefix))
     if (xattrs.length > 0) rec.xattrs = Object.fromEntries(xattrs)
-    if (type === T.LNK) rec.target = await readHostLink(path)
+    if (type === T.LNK) rec.target = readHostLinkSync(path)
     if (type === T.REG) rec.hostPath = path
     if (isDirType(type)) {
-      if (parseOpaqueXattr(this.getXattr(path, this.xattr.opaque)).opaque) rec.opaque = true
-      const redirect = this.getXattr(path, this.xattr.redirect)
+      if (parseOpaqueXattr(all[this.xattr.opaque]).opaque) rec.opaque = true
+      const redirect = all[this.xattr.redirect]
       if (redirect !== undefined) rec.redirect = redirect.toString()
     }
     return rec
