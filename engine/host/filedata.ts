@@ -14,8 +14,13 @@ const fsyncAsync = promisify(fsync)
 /** Reads and writes up to this size may block (see BlockingGate); larger ones use the pool. */
 const BLOCKING_IO_BYTES = 64 * 1024
 
-/** Host file reads and writes of all directory layers; one slow call sends the next ones to the pool. */
-const gate = new BlockingGate()
+/**
+ * Host file reads and writes of all directory layers; one slow call sends the next ones to the
+ * pool. A read from the page cache takes microseconds (one from the disk is slow); a write lands
+ * in the page cache unless the kernel throttles the writer, which takes milliseconds.
+ */
+const readGate = new BlockingGate()
+const writeGate = new BlockingGate(1_000_000n)
 
 /**
  * The data of a file of a directory layer: reads and writes go straight to the host file, so an
@@ -66,10 +71,10 @@ export class HostFileData implements FileData {
     while (done < want) {
       const fd = this.open('read')
       let bytesRead: number
-      if (want - done <= BLOCKING_IO_BYTES && gate.mayBlock()) {
+      if (want - done <= BLOCKING_IO_BYTES && readGate.mayBlock()) {
         const start = process.hrtime.bigint()
         bytesRead = readSync(fd, target, targetOffset + done, want - done, position + done)
-        gate.done(start)
+        readGate.done(start)
       } else {
         bytesRead = (await readAsync(fd, target, targetOffset + done, want - done, position + done)).bytesRead
       }
@@ -86,10 +91,10 @@ export class HostFileData implements FileData {
     let done = 0
     while (done < data.length) {
       const fd = this.open('write')
-      if (data.length - done <= BLOCKING_IO_BYTES && gate.mayBlock()) {
+      if (data.length - done <= BLOCKING_IO_BYTES && writeGate.mayBlock()) {
         const start = process.hrtime.bigint()
         done += writeSync(fd, data, done, data.length - done, position + done)
-        gate.done(start)
+        writeGate.done(start)
       } else {
         done += (await writeAsync(fd, data, done, data.length - done, position + done)).bytesWritten
       }

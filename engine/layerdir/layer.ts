@@ -1,12 +1,12 @@
 import { lstatSync, readdirSync, type BigIntStats } from 'node:fs'
-import { join } from 'node:path'
+import { join, normalize } from 'node:path'
 import { getAttributeSync } from 'fs-xattr'
 import type { EntryRecord, InodeRecord } from '../store/records.js'
 import { ROOT_INO, WHITEOUT } from '../store/records.js'
 import { T, isDirType, typeOf, type UpperLayer } from '../overlay/node.js'
 import { isWhiteoutDevice, isXattrWhiteout, overlayXattrNames, parseOpaqueXattr, type OverlayXattrNames } from '../overlay/whiteout.js'
 import { fromNs } from '../overlay/stats.js'
-import { readHostXattrs } from '../host/xattrs.js'
+import { readHostXattrs, type Xattrs } from '../host/xattrs.js'
 import { hostKey, readHostLinkSync } from '../host/scan.js'
 import { hostError } from '../host/io.js'
 import { isCode } from '../errors.js'
@@ -34,6 +34,20 @@ interface KeptDir {
   names: Map<string, EntryRecord | undefined>
   /** Estimated heap bytes, for the cache's bound. */
   bytes: number
+}
+
+/**
+ * What a record holds of an object besides its lstat: its xattrs, the overlay's markers, a
+ * symlink's target. An upper keeps it while the object's host inode and ctime stay the same:
+ * every change of an xattr advances the ctime.
+ */
+interface HostAttrs {
+  key: string
+  ctimeNs: bigint
+  xattrs?: Xattrs
+  opaque?: true
+  redirect?: string
+  target?: string
 }
 
 /** Where an object of the layer is: one of its names (the newest seen). */
@@ -64,23 +78,35 @@ export class DirLayer implements UpperLayer {
   protected readonly aside = new Map<number, string>()
   /** What was read of the host, when the dir does not change under the layer. */
   private readonly hostCache?: HostReadCache
+  /** Otherwise (an upper read exactly), the objects' xattrs and targets, checked before each use. */
+  private readonly attrCache?: HostReadCache
+
+  /** The root as join() leaves it, for building paths under it. */
+  private readonly normalRoot: string
 
   constructor(readonly root: string, protected readonly opts: DirLayerOptions) {
     this.id = root
+    this.normalRoot = normalize(root)
     this.xattr = overlayXattrNames(opts.userxattr)
     if (opts.cacheHostReads ?? new.target === DirLayer) this.hostCache = new HostReadCache()
+    else this.attrCache = new HostReadCache()
   }
 
   /** The host path of an object met before, or undefined. */
   pathOf(ino: number): string | undefined {
+    return ino === ROOT_INO && !this.aside.has(ino) ? this.root : this.prefixOf(ino)
+  }
+
+  /** pathOf, normalized as join() leaves it: what the paths of a dir's names start with. */
+  protected prefixOf(ino: number): string | undefined {
     const set = this.aside.get(ino)
     if (set !== undefined) return set
-    if (ino === ROOT_INO) return this.root
+    if (ino === ROOT_INO) return this.normalRoot
     const refs = this.names.get(ino)
     const ref = refs?.[refs.length - 1]
     if (!ref) return undefined
-    const dir = this.pathOf(ref.dir)
-    return dir === undefined ? undefined : join(dir, ref.name)
+    const dir = this.prefixOf(ref.dir)
+    return dir === undefined ? undefined : childPath(dir, ref.name)
   }
 
   /** The layer gave number `ino` to an object it met (pathOf without building the path). */
@@ -109,6 +135,7 @@ export class DirLayer implements UpperLayer {
 
   /** The inode is gone: its names and its host inode are forgotten. */
   protected forget(ino: number): void {
+    this.changedAttrs(ino)
     for (const ref of this.names.get(ino) ?? []) this.dropName(ref.dir, ref.name)
     const key = this.hostOf.get(ino)
     if (key !== undefined && this.byHost.get(key) === ino) this.byHost.delete(key)
@@ -192,12 +219,17 @@ export class DirLayer implements UpperLayer {
   }
 
   private readEntry(dirIno: number, name: string): EntryRecord | undefined {
-    const dirPath = this.pathOf(dirIno)
+    const dirPath = this.prefixOf(dirIno)
     if (dirPath === undefined) return undefined
-    const path = join(dirPath, name)
+    const path = childPath(dirPath, name)
     const st = this.lstatOrUndefined(path)
     if (!st) return undefined
     return this.classify(st, path, dirIno, name)
+  }
+
+  /** An upper's own change of an object: what it kept of it goes. */
+  protected changedAttrs(ino: number): void {
+    this.attrCache?.delete(`a${ino}`)
   }
 
   /** The names of a dir, whiteouts included, sorted; a kept listing is shared (frozen). */
@@ -227,8 +259,9 @@ export class DirLayer implements UpperLayer {
       throw hostError(err, 'readdir', dirPath)
     }
     const out: Array<[string, EntryRecord]> = []
+    const prefix = this.prefixOf(dirIno)!
     for (const name of names.sort()) {
-      const path = join(dirPath, name)
+      const path = childPath(prefix, name)
       const st = this.lstatOrUndefined(path)
       if (st) out.push([name, this.classify(st, path, dirIno, name)])
     }
@@ -251,11 +284,11 @@ export class DirLayer implements UpperLayer {
     if (path === undefined) return undefined
     const st = this.lstatOrUndefined(path)
     if (!st) return undefined
-    return this.record(st, path)
+    return this.record(st, path, ino)
   }
 
   /** The inode record of a host object, as a store layer would hold it. */
-  protected record(st: BigIntStats, path: string): InodeRecord {
+  protected record(st: BigIntStats, path: string, ino: number): InodeRecord {
     const mode = Number(st.mode)
     const type = typeOf(mode)
     const rec: InodeRecord = {
@@ -269,19 +302,47 @@ export class DirLayer implements UpperLayer {
       mtime: fromNs(st.mtimeNs),
       ctime: fromNs(st.ctimeNs),
     }
-    // one read of the xattrs gives the file's own and the overlay's markers
-    const all = readHostXattrs(path, type, true) ?? {}
-    const xattrs = Object.entries(all).filter(([k]) => !k.startsWith(this.xattr.prefix))
-    if (xattrs.length > 0) rec.xattrs = Object.fromEntries(xattrs)
-    if (type === T.LNK) rec.target = readHostLinkSync(path)
+    const attrs = this.attrsOf(st, path, type, ino)
+    if (attrs.xattrs) rec.xattrs = { ...attrs.xattrs }
+    if (attrs.target !== undefined) rec.target = attrs.target
     if (type === T.REG) rec.hostPath = path
-    if (isDirType(type)) {
-      if (parseOpaqueXattr(all[this.xattr.opaque]).opaque) rec.opaque = true
-      const redirect = all[this.xattr.redirect]
-      if (redirect !== undefined) rec.redirect = redirect.toString()
-    }
+    if (attrs.opaque) rec.opaque = true
+    if (attrs.redirect !== undefined) rec.redirect = attrs.redirect
     return rec
   }
+
+  private attrsOf(st: BigIntStats, path: string, type: number, ino: number): HostAttrs {
+    const key = hostKey(st)
+    const kept = this.attrCache?.get<HostAttrs>(`a${ino}`)
+    if (kept && kept.key === key && kept.ctimeNs === st.ctimeNs) return kept
+    // one read of the xattrs gives the file's own and the overlay's markers
+    const all = readHostXattrs(path, type, true) ?? {}
+    const attrs: HostAttrs = { key, ctimeNs: st.ctimeNs }
+    const xattrs = Object.entries(all).filter(([k]) => !k.startsWith(this.xattr.prefix))
+    if (xattrs.length > 0) attrs.xattrs = Object.freeze(Object.fromEntries(xattrs))
+    if (type === T.LNK) attrs.target = readHostLinkSync(path)
+    if (isDirType(type)) {
+      if (parseOpaqueXattr(all[this.xattr.opaque]).opaque) attrs.opaque = true
+      const redirect = all[this.xattr.redirect]
+      if (redirect !== undefined) attrs.redirect = redirect.toString()
+    }
+    // xattrs the kernel changes by itself (file capabilities go on write and chown, ACLs follow
+    // chmod) are read each time
+    if (this.attrCache && !xattrs.some(([k]) => k.startsWith('security.capability') || k.startsWith('system.'))) {
+      const bytes = 160 + 2 * key.length + 2 * (attrs.target?.length ?? 0) + 2 * (attrs.redirect?.length ?? 0) + xattrs.reduce((n, [k, v]) => n + 2 * k.length + v.length + 64, 0)
+      this.attrCache.set(`a${ino}`, attrs, bytes)
+    }
+    return attrs
+  }
+}
+
+/**
+ * join(dir, name) for a dir path that join() left as it is and a name of one component, without
+ * normalizing the whole path again (a path walk builds one path per component and layer).
+ */
+export function childPath(dir: string, name: string): string {
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || (dir.endsWith('/') && dir !== '/')) return join(dir, name)
+  return dir === '/' ? `/${name}` : `${dir}/${name}`
 }
 
 /** Binary search in a listing sorted as Array.prototype.sort sorts names (by UTF-16 code units). */

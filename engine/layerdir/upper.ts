@@ -13,7 +13,7 @@ import { makeNode, makeSocket, utimeSeconds } from '../host/nodes.js'
 import { readHostXattrs, writeHostXattrSync } from '../host/xattrs.js'
 import { hostError, writeNonZeroRuns, IO_BYTES } from '../host/io.js'
 import { fsError, isCode } from '../errors.js'
-import { DirLayer, type DirLayerOptions } from './layer.js'
+import { DirLayer, childPath, type DirLayerOptions } from './layer.js'
 import { hostKey } from '../host/scan.js'
 
 export interface DirUpperOptions extends DirLayerOptions {
@@ -47,6 +47,8 @@ class DirTxn implements UpperTxn {
  */
 export class DirUpper extends DirLayer implements UpperWriter {
   private readonly work: string
+  private readonly tmpPrefix = randomBytes(6).toString('hex')
+  private tmpCount = 0
 
   constructor(root: string, private readonly upperOpts: DirUpperOptions) {
     super(root, upperOpts)
@@ -86,20 +88,27 @@ export class DirUpper extends DirLayer implements UpperWriter {
     ;(txn as DirTxn).ops.push({ kind: 'delInode', ino })
   }
 
+  /** A new name in the work dir: unique within the layer's life, and the work dir is emptied at open. */
   private tmpPath(): string {
-    return join(this.work, `#${randomBytes(6).toString('hex')}`)
+    return `${this.work}/#${this.tmpPrefix}${(this.tmpCount++).toString(36)}`
   }
 
   private pathIn(dir: number, name: string): string {
-    const d = this.pathOf(dir)
+    const d = this.prefixOf(dir)
     if (d === undefined) throw fsError('EIO', 'write', name, `directory ${dir} of the upper layer ${this.root} is unknown`)
-    return join(d, name)
+    return childPath(d, name)
   }
 
   /** Replays a transaction: names first (in order), then the records of inodes that exist. */
   async apply(txn: DirTxn): Promise<void> {
     const setAside: string[] = []
     const placed = new Set(txn.ops.filter((o): o is Extract<Op, { kind: 'entry' }> => o.kind === 'entry' && o.ino !== 0).map((o) => o.ino))
+    // what was read of the objects changed here is not used again (before or after the changes)
+    const changed = (): void => {
+      for (const ino of placed) this.changedAttrs(ino)
+      for (const ino of txn.records.keys()) this.changedAttrs(ino)
+    }
+    changed()
     try {
       for (const op of txn.ops) {
         if (op.kind === 'delInode') this.forget(op.ino)
@@ -115,6 +124,7 @@ export class DirUpper extends DirLayer implements UpperWriter {
         if (st) await this.applyRecord(path!, rec, st)
       }
     } finally {
+      changed()
       // what was set aside for an exchange has its new names by now
       this.aside.clear()
       for (const path of setAside) await rm(path, { recursive: true, force: true })
