@@ -60,7 +60,7 @@ export class HostFileData implements FileData {
     return 0
   }
 
-  private open(syscall: string): number {
+  private fdFor(syscall: string): number {
     if (this.fd < 0) throw fsError('EBADF', syscall, this.hostPath, 'file closed')
     return this.fd
   }
@@ -69,7 +69,7 @@ export class HostFileData implements FileData {
     const want = Math.max(0, Math.min(length, this.size - position))
     let done = 0
     while (done < want) {
-      const fd = this.open('read')
+      const fd = this.fdFor('read')
       let bytesRead: number
       if (want - done <= BLOCKING_IO_BYTES && readGate.mayBlock()) {
         const start = process.hrtime.bigint()
@@ -90,7 +90,7 @@ export class HostFileData implements FileData {
     if (data.length === 0) return
     let done = 0
     while (done < data.length) {
-      const fd = this.open('write')
+      const fd = this.fdFor('write')
       if (data.length - done <= BLOCKING_IO_BYTES && writeGate.mayBlock()) {
         const start = process.hrtime.bigint()
         done += writeSync(fd, data, done, data.length - done, position + done)
@@ -104,19 +104,19 @@ export class HostFileData implements FileData {
   }
 
   async truncate(size: number): Promise<void> {
-    await ftruncateAsync(this.open('ftruncate'), size)
+    await ftruncateAsync(this.fdFor('ftruncate'), size)
     this.size = size
     this.changed = true
   }
 
   async flush(_txn: UpperTxn, durable: boolean): Promise<DataFields> {
-    if (durable) await fsyncAsync(this.open('fsync'))
+    if (durable) await fsyncAsync(this.fdFor('fsync'))
     this.changed = false
     return { size: this.size }
   }
 
   async sync(): Promise<void> {
-    await fsyncAsync(this.open('fsync'))
+    await fsyncAsync(this.fdFor('fsync'))
   }
 
   async release(): Promise<void> {
