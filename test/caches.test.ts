@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { appendFile, chmod, mkdir, stat as hostStat, writeFile } from 'node:fs/promises'
+import { appendFile, chmod, mkdir, rename as hostRename, stat as hostStat, symlink, writeFile } from 'node:fs/promises'
+import { removeAttribute, setAttribute } from 'fs-xattr'
 import { join } from 'node:path'
 import { Store, openDirStack, type SnapshotInfo } from '../engine/index.js'
 import { RecordCache } from '../engine/store/recordcache.js'
@@ -199,6 +200,56 @@ describe('directory layers', () => {
     assert.equal((await fs.readFile('/f')).toString(), 'new')
     const lowerOnly = await openDirStack({ lowerdir: [low] })
     assert.equal((await lowerOnly.readFile('/f')).toString(), 'lower')
+  }))
+
+  test('a directory upper keeps the xattrs it read only while the host object stays the same', () => withTempDir('strata-cache-', async (dir) => {
+    const [low, up, work] = ['low', 'up', 'work'].map((n) => join(dir, n))
+    for (const d of [low, up, work]) await mkdir(d)
+    for (const d of ['d', 'e']) await mkdir(join(low, d))
+    await writeFile(join(low, 'd/x'), 'x')
+    await writeFile(join(low, 'e/y'), 'y')
+    const fs = await openDirStack({ lowerdir: [low], upperdir: up, workdir: work })
+    await fs.writeFile('/f', 'abc')
+    await fs.setxattr('/f', 'user.a', '1')
+    assert.equal((await fs.getxattr('/f', 'user.a')).toString(), '1')
+    assert.equal((await fs.getxattr('/f', 'user.a')).toString(), '1')
+    // host changes of xattrs advance the ctime, and show at once
+    await setAttribute(join(up, 'f'), 'user.a', Buffer.from('2'))
+    assert.equal((await fs.getxattr('/f', 'user.a')).toString(), '2')
+    await removeAttribute(join(up, 'f'), 'user.a')
+    assert.deepEqual(await fs.listxattr('/f'), [])
+    // so does another object under the same name
+    await fs.symlink('one', '/l')
+    assert.equal(await fs.readlink('/l'), 'one')
+    await symlink('two', join(up, 'l2'))
+    await hostRename(join(up, 'l2'), join(up, 'l'))
+    assert.equal(await fs.readlink('/l'), 'two')
+    // and the upper's own changes: xattrs, a renamed dir's redirect, a dir made where one was removed
+    await fs.setxattr('/f', 'user.b', 'own')
+    assert.deepEqual(await fs.listxattr('/f'), ['user.b'])
+    await fs.removexattr('/f', 'user.b')
+    assert.deepEqual(await fs.listxattr('/f'), [])
+    assert.deepEqual(await fs.readdir('/d'), ['x'])
+    await fs.mkdir('/d/sub')
+    assert.deepEqual(await fs.readdir('/d'), ['sub', 'x'])
+    await fs.rename('/d', '/r')
+    assert.deepEqual(await fs.readdir('/r'), ['sub', 'x'])
+    await rejectsWith(fs.readdir('/d'), 'ENOENT', '/d')
+    await fs.rename('/r', '/d')
+    assert.deepEqual(await fs.readdir('/d'), ['sub', 'x'])
+    assert.deepEqual(await fs.readdir('/e'), ['y'])
+    await fs.unlink('/e/y')
+    await fs.rmdir('/e')
+    await fs.mkdir('/e')
+    assert.deepEqual(await fs.readdir('/e'), [])
+    await fs.unlink('/f')
+    await rejectsWith(fs.getxattr('/f', 'user.a'), 'ENOENT', '/f')
+    await fs.writeFile('/f', 'new')
+    assert.deepEqual(await fs.listxattr('/f'), [])
+    // a stack opened again reads the same tree from the host
+    const again = await openDirStack({ lowerdir: [low], upperdir: up, workdir: work })
+    for (const p of ['/', '/d', '/e']) assert.deepEqual(await again.readdir(p), await fs.readdir(p))
+    assert.equal(await again.readlink('/l'), 'two')
   }))
 
   test('a layer keeps its reads only when asked to, or when it is a plain lower layer', () => withTempDir('strata-cache-', async (dir) => {

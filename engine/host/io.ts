@@ -45,6 +45,30 @@ const SLOW_READ_NS = 40_000n
 const POOLED_READS = 32
 
 /**
+ * Whether a host call of a few KiB should block or go through the thread pool, by how fast such
+ * calls answer now. From the page cache a blocking read or write takes microseconds, a tenth of a
+ * trip through the pool; from a busy disk it takes far longer, and other work should go on
+ * meanwhile. So calls block until one is slow, then go through the pool for a while.
+ */
+export class BlockingGate {
+  private pooledLeft = 0
+
+  /** `slowNs`: what counts as slow (tests take 0n to go through the thread pool). */
+  constructor(private readonly slowNs = SLOW_READ_NS) {}
+
+  /** Whether the next call may block; if so, time it and pass the start to `done`. */
+  mayBlock(): boolean {
+    if (this.pooledLeft === 0) return true
+    this.pooledLeft--
+    return false
+  }
+
+  done(start: bigint): void {
+    if (process.hrtime.bigint() - start > this.slowNs) this.pooledLeft = POOLED_READS
+  }
+}
+
+/**
  * Reads small host files whole, choosing how by how fast the host answers. From the page cache
  * a blocking read takes a few microseconds, a tenth of what a trip through the thread pool costs;
  * from the disk it takes a hundred or more, and reads in flight together finish sooner. So reads

@@ -1,4 +1,4 @@
-import { lstatSync, readdirSync, type BigIntStats } from 'node:fs'
+import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs'
 import { readlink } from 'node:fs/promises'
 import { setImmediate } from 'node:timers/promises'
 import { join } from 'node:path'
@@ -85,7 +85,15 @@ function entryOf(name: string, path: string, st: BigIntStats): HostEntry {
 }
 
 export async function readHostLink(path: string): Promise<string> {
-  const raw = await readlink(path, { encoding: 'buffer' })
+  return linkTarget(await readlink(path, { encoding: 'buffer' }), path)
+}
+
+/** readHostLink with a blocking call (a symlink's target is one small read). */
+export function readHostLinkSync(path: string): string {
+  return linkTarget(readlinkSync(path, { encoding: 'buffer' }), path)
+}
+
+function linkTarget(raw: Buffer, path: string): string {
   try {
     return utf8.decode(raw)
   } catch {

@@ -1,4 +1,4 @@
-import { getAttributeSync, listAttributesSync, setAttribute } from 'fs-xattr'
+import { getAttributeSync, listAttributesSync, setAttribute, setAttributeSync } from 'fs-xattr'
 import { T } from '../overlay/node.js'
 import { isOverlayPrivateXattr } from '../overlay/whiteout.js'
 import { isCode } from '../errors.js'
@@ -53,4 +53,13 @@ export const hostMayWriteXattr = (name: string, asRoot: boolean): boolean =>
 
 export async function writeHostXattr(path: string, name: string, value: Buffer): Promise<void> {
   await setAttribute(path, name, value).catch((err: unknown) => { throw hostError(err, 'setxattr', path) })
+}
+
+/** writeHostXattr with a blocking call. */
+export function writeHostXattrSync(path: string, name: string, value: Buffer): void {
+  try {
+    setAttributeSync(path, name, value)
+  } catch (err) {
+    throw hostError(err, 'setxattr', path)
+  }
 }

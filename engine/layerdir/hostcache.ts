@@ -13,8 +13,9 @@ const shared = new LRUCache<string, Kept>({ maxSize: HOST_CACHE_BYTES, sizeCalcu
 let nextSerial = 0
 
 /**
- * What one read-only directory layer read of the host (its dirs' names and its records), for
- * the life of the layer object. Sound only while nobody changes the dir, which is the kernel's
+ * What one directory layer read of the host: for a read-only layer its dirs' names and its
+ * records, for the life of the layer object; for an upper only what it checks before each use
+ * (see DirLayer.attrsOf). Sound only while nobody changes the dir, which is the kernel's
  * own rule for the lower dirs of a mounted overlay. Every layer's entries sit in one LRU bounded
  * in bytes, under a number no other layer object gets, so a layer opened again after the host
  * changed never sees what an earlier one read.
@@ -24,6 +25,10 @@ export class HostReadCache {
 
   get<T extends object>(key: string): T | undefined {
     return shared.get(this.prefix + key)?.v as T | undefined
+  }
+
+  delete(key: string): void {
+    shared.delete(this.prefix + key)
   }
 
   set<T extends object>(key: string, v: T, bytes: number): T {

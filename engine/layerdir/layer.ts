@@ -1,14 +1,13 @@
-import { lstat, readdir } from 'node:fs/promises'
-import type { BigIntStats } from 'node:fs'
-import { join } from 'node:path'
+import { lstatSync, readdirSync, type BigIntStats } from 'node:fs'
+import { join, normalize } from 'node:path'
 import { getAttributeSync } from 'fs-xattr'
 import type { EntryRecord, InodeRecord } from '../store/records.js'
 import { ROOT_INO, WHITEOUT } from '../store/records.js'
 import { T, isDirType, typeOf, type UpperLayer } from '../overlay/node.js'
 import { isWhiteoutDevice, isXattrWhiteout, overlayXattrNames, parseOpaqueXattr, type OverlayXattrNames } from '../overlay/whiteout.js'
 import { fromNs } from '../overlay/stats.js'
-import { readHostXattrs } from '../host/xattrs.js'
-import { hostKey, readHostLink } from '../host/scan.js'
+import { readHostXattrs, type Xattrs } from '../host/xattrs.js'
+import { hostKey, readHostLinkSync } from '../host/scan.js'
 import { hostError } from '../host/io.js'
 import { isCode } from '../errors.js'
 import { freezeRecord, recordBytes } from '../store/recordcache.js'
@@ -35,6 +34,20 @@ interface KeptDir {
   names: Map<string, EntryRecord | undefined>
   /** Estimated heap bytes, for the cache's bound. */
   bytes: number
+}
+
+/**
+ * What a record holds of an object besides its lstat: its xattrs, the overlay's markers, a
+ * symlink's target. An upper keeps it while the object's host inode and ctime stay the same:
+ * every change of an xattr advances the ctime.
+ */
+interface HostAttrs {
+  key: string
+  ctimeNs: bigint
+  xattrs?: Xattrs
+  opaque?: true
+  redirect?: string
+  target?: string
 }
 
 /** Where an object of the layer is: one of its names (the newest seen). */
@@ -65,23 +78,35 @@ export class DirLayer implements UpperLayer {
   protected readonly aside = new Map<number, string>()
   /** What was read of the host, when the dir does not change under the layer. */
   private readonly hostCache?: HostReadCache
+  /** Otherwise (an upper read exactly), the objects' xattrs and targets, checked before each use. */
+  private readonly attrCache?: HostReadCache
+
+  /** The root as join() leaves it, for building paths under it. */
+  private readonly normalRoot: string
 
   constructor(readonly root: string, protected readonly opts: DirLayerOptions) {
     this.id = root
+    this.normalRoot = normalize(root)
     this.xattr = overlayXattrNames(opts.userxattr)
     if (opts.cacheHostReads ?? new.target === DirLayer) this.hostCache = new HostReadCache()
+    else this.attrCache = new HostReadCache()
   }
 
   /** The host path of an object met before, or undefined. */
   pathOf(ino: number): string | undefined {
+    return ino === ROOT_INO && !this.aside.has(ino) ? this.root : this.prefixOf(ino)
+  }
+
+  /** pathOf, normalized as join() leaves it: what the paths of a dir's names start with. */
+  protected prefixOf(ino: number): string | undefined {
     const set = this.aside.get(ino)
     if (set !== undefined) return set
-    if (ino === ROOT_INO) return this.root
+    if (ino === ROOT_INO) return this.normalRoot
     const refs = this.names.get(ino)
     const ref = refs?.[refs.length - 1]
     if (!ref) return undefined
-    const dir = this.pathOf(ref.dir)
-    return dir === undefined ? undefined : join(dir, ref.name)
+    const dir = this.prefixOf(ref.dir)
+    return dir === undefined ? undefined : childPath(dir, ref.name)
   }
 
   /** The layer gave number `ino` to an object it met (pathOf without building the path). */
@@ -110,6 +135,7 @@ export class DirLayer implements UpperLayer {
 
   /** The inode is gone: its names and its host inode are forgotten. */
   protected forget(ino: number): void {
+    this.changedAttrs(ino)
     for (const ref of this.names.get(ino) ?? []) this.dropName(ref.dir, ref.name)
     const key = this.hostOf.get(ino)
     if (key !== undefined && this.byHost.get(key) === ino) this.byHost.delete(key)
@@ -138,9 +164,13 @@ export class DirLayer implements UpperLayer {
     else this.names.delete(ino)
   }
 
-  protected async lstatOrUndefined(path: string): Promise<BigIntStats | undefined> {
+  /**
+   * Host metadata calls block: on a local dir they take microseconds, a tenth of a trip through
+   * libuv's thread pool, and a path walk makes several per component.
+   */
+  protected lstatOrUndefined(path: string): BigIntStats | undefined {
     try {
-      return await lstat(path, { bigint: true })
+      return lstatSync(path, { bigint: true, throwIfNoEntry: false })
     } catch (err) {
       if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return undefined
       throw hostError(err, 'lstat', path)
@@ -177,7 +207,7 @@ export class DirLayer implements UpperLayer {
     const dir = this.keptDir(cache, dirIno)
     if (dir.listing) return findEntry(dir.listing, name)
     if (dir.names.has(name)) return dir.names.get(name)
-    const e = await this.readEntry(dirIno, name)
+    const e = this.readEntry(dirIno, name)
     dir.names.set(name, e)
     dir.bytes += 64 + 2 * name.length
     cache.set(`d${dirIno}`, dir, dir.bytes)
@@ -188,22 +218,27 @@ export class DirLayer implements UpperLayer {
     return cache.get<KeptDir>(`d${dirIno}`) ?? cache.set(`d${dirIno}`, { names: new Map(), bytes: 96 }, 96)
   }
 
-  private async readEntry(dirIno: number, name: string): Promise<EntryRecord | undefined> {
-    const dirPath = this.pathOf(dirIno)
+  private readEntry(dirIno: number, name: string): EntryRecord | undefined {
+    const dirPath = this.prefixOf(dirIno)
     if (dirPath === undefined) return undefined
-    const path = join(dirPath, name)
-    const st = await this.lstatOrUndefined(path)
+    const path = childPath(dirPath, name)
+    const st = this.lstatOrUndefined(path)
     if (!st) return undefined
     return this.classify(st, path, dirIno, name)
+  }
+
+  /** An upper's own change of an object: what it kept of it goes. */
+  protected changedAttrs(ino: number): void {
+    this.attrCache?.delete(`a${ino}`)
   }
 
   /** The names of a dir, whiteouts included, sorted; a kept listing is shared (frozen). */
   async entries(dirIno: number): Promise<Array<[string, EntryRecord]>> {
     const cache = this.hostCache
-    if (!cache || !this.knows(dirIno)) return (await this.readEntries(dirIno)) ?? []
+    if (!cache || !this.knows(dirIno)) return this.readEntries(dirIno) ?? []
     const dir = this.keptDir(cache, dirIno)
     if (!dir.listing) {
-      dir.listing = Object.freeze((await this.readEntries(dirIno)) ?? [])
+      dir.listing = Object.freeze(this.readEntries(dirIno) ?? [])
       // the listing answers every lookup from now on
       dir.names.clear()
       dir.bytes = dir.listing.reduce((n, [name]) => n + 96 + 2 * name.length, 96)
@@ -213,20 +248,21 @@ export class DirLayer implements UpperLayer {
   }
 
   /** Undefined when the dir is gone or not a dir. */
-  private async readEntries(dirIno: number): Promise<Array<[string, EntryRecord]> | undefined> {
+  private readEntries(dirIno: number): Array<[string, EntryRecord]> | undefined {
     const dirPath = this.pathOf(dirIno)
     if (dirPath === undefined) return undefined
     let names: string[]
     try {
-      names = await readdir(dirPath)
+      names = readdirSync(dirPath)
     } catch (err) {
       if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return undefined
       throw hostError(err, 'readdir', dirPath)
     }
     const out: Array<[string, EntryRecord]> = []
+    const prefix = this.prefixOf(dirIno)!
     for (const name of names.sort()) {
-      const path = join(dirPath, name)
-      const st = await this.lstatOrUndefined(path)
+      const path = childPath(prefix, name)
+      const st = this.lstatOrUndefined(path)
       if (st) out.push([name, this.classify(st, path, dirIno, name)])
     }
     return out
@@ -239,20 +275,20 @@ export class DirLayer implements UpperLayer {
     const hit = cache.get<InodeRecord>(`r${ino}`)
     if (hit) return hit
     // Numbers this layer never gave (another layer's objects) are answered without keeping anything.
-    const rec = await this.readInode(ino)
+    const rec = this.readInode(ino)
     return rec && cache.set(`r${ino}`, freezeRecord(rec), recordBytes(rec))
   }
 
-  private async readInode(ino: number): Promise<InodeRecord | undefined> {
+  private readInode(ino: number): InodeRecord | undefined {
     const path = this.pathOf(ino)
     if (path === undefined) return undefined
-    const st = await this.lstatOrUndefined(path)
+    const st = this.lstatOrUndefined(path)
     if (!st) return undefined
-    return this.record(st, path)
+    return this.record(st, path, ino)
   }
 
   /** The inode record of a host object, as a store layer would hold it. */
-  protected async record(st: BigIntStats, path: string): Promise<InodeRecord> {
+  protected record(st: BigIntStats, path: string, ino: number): InodeRecord {
     const mode = Number(st.mode)
     const type = typeOf(mode)
     const rec: InodeRecord = {
@@ -266,18 +302,47 @@ export class DirLayer implements UpperLayer {
       mtime: fromNs(st.mtimeNs),
       ctime: fromNs(st.ctimeNs),
     }
-    const all = readHostXattrs(path, type, true) ?? {}
-    const xattrs = Object.entries(all).filter(([k]) => !k.startsWith(this.xattr.prefix))
-    if (xattrs.length > 0) rec.xattrs = Object.fromEntries(xattrs)
-    if (type === T.LNK) rec.target = await readHostLink(path)
+    const attrs = this.attrsOf(st, path, type, ino)
+    if (attrs.xattrs) rec.xattrs = { ...attrs.xattrs }
+    if (attrs.target !== undefined) rec.target = attrs.target
     if (type === T.REG) rec.hostPath = path
-    if (isDirType(type)) {
-      if (parseOpaqueXattr(this.getXattr(path, this.xattr.opaque)).opaque) rec.opaque = true
-      const redirect = this.getXattr(path, this.xattr.redirect)
-      if (redirect !== undefined) rec.redirect = redirect.toString()
-    }
+    if (attrs.opaque) rec.opaque = true
+    if (attrs.redirect !== undefined) rec.redirect = attrs.redirect
     return rec
   }
+
+  private attrsOf(st: BigIntStats, path: string, type: number, ino: number): HostAttrs {
+    const key = hostKey(st)
+    const kept = this.attrCache?.get<HostAttrs>(`a${ino}`)
+    if (kept && kept.key === key && kept.ctimeNs === st.ctimeNs) return kept
+    // one read of the xattrs gives the file's own and the overlay's markers
+    const all = readHostXattrs(path, type, true) ?? {}
+    const attrs: HostAttrs = { key, ctimeNs: st.ctimeNs }
+    const xattrs = Object.entries(all).filter(([k]) => !k.startsWith(this.xattr.prefix))
+    if (xattrs.length > 0) attrs.xattrs = Object.freeze(Object.fromEntries(xattrs))
+    if (type === T.LNK) attrs.target = readHostLinkSync(path)
+    if (isDirType(type)) {
+      if (parseOpaqueXattr(all[this.xattr.opaque]).opaque) attrs.opaque = true
+      const redirect = all[this.xattr.redirect]
+      if (redirect !== undefined) attrs.redirect = redirect.toString()
+    }
+    // xattrs the kernel changes by itself (file capabilities go on write and chown, ACLs follow
+    // chmod) are read each time
+    if (this.attrCache && !xattrs.some(([k]) => k.startsWith('security.capability') || k.startsWith('system.'))) {
+      const bytes = 160 + 2 * key.length + 2 * (attrs.target?.length ?? 0) + 2 * (attrs.redirect?.length ?? 0) + xattrs.reduce((n, [k, v]) => n + 2 * k.length + v.length + 64, 0)
+      this.attrCache.set(`a${ino}`, attrs, bytes)
+    }
+    return attrs
+  }
+}
+
+/**
+ * join(dir, name) for a dir path that join() left as it is and a name of one component, without
+ * normalizing the whole path again (a path walk builds one path per component and layer).
+ */
+export function childPath(dir: string, name: string): string {
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || (dir.endsWith('/') && dir !== '/')) return join(dir, name)
+  return dir === '/' ? `/${name}` : `${dir}/${name}`
 }
 
 /** Binary search in a listing sorted as Array.prototype.sort sorts names (by UTF-16 code units). */

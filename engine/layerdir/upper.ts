@@ -1,7 +1,8 @@
-import { copyFile, link, lchown, lutimes, mkdir, rename, rm, chmod, symlink, truncate, open } from 'node:fs/promises'
+import { copyFile, mkdir, rm, truncate, open } from 'node:fs/promises'
+import { chmodSync, closeSync, lchownSync, linkSync, lutimesSync, mkdirSync, openSync, renameSync, symlinkSync, unlinkSync, type BigIntStats } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import { removeAttribute } from 'fs-xattr'
+import { removeAttributeSync } from 'fs-xattr'
 import type { InodeRecord } from '../store/records.js'
 import type { ChunkStore } from '../store/chunks.js'
 import { FileContent } from '../store/filedata.js'
@@ -9,10 +10,10 @@ import { T, isDirType, typeOf, type UpperTxn, type UpperWriter } from '../overla
 import { OPAQUE_VALUE } from '../overlay/whiteout.js'
 import { toNs } from '../overlay/stats.js'
 import { makeNode, makeSocket, utimeSeconds } from '../host/nodes.js'
-import { readHostXattrs, writeHostXattr } from '../host/xattrs.js'
+import { readHostXattrs, writeHostXattrSync } from '../host/xattrs.js'
 import { hostError, writeNonZeroRuns, IO_BYTES } from '../host/io.js'
 import { fsError, isCode } from '../errors.js'
-import { DirLayer, type DirLayerOptions } from './layer.js'
+import { DirLayer, childPath, type DirLayerOptions } from './layer.js'
 import { hostKey } from '../host/scan.js'
 
 export interface DirUpperOptions extends DirLayerOptions {
@@ -41,10 +42,13 @@ class DirTxn implements UpperTxn {
  * A writable directory layer, written exactly as the kernel writes its upper dir: whiteouts are
  * char devices 0/0, opaque dirs and redirects are `overlay.opaque` / `overlay.redirect` xattrs,
  * file data is copied up in full. New objects are made in the work dir and renamed into place,
- * so a name never shows a half-made object.
+ * so a name never shows a half-made object. Metadata calls block (see DirLayer.lstatOrUndefined);
+ * only data copies go through the thread pool.
  */
 export class DirUpper extends DirLayer implements UpperWriter {
   private readonly work: string
+  private readonly tmpPrefix = randomBytes(6).toString('hex')
+  private tmpCount = 0
 
   constructor(root: string, private readonly upperOpts: DirUpperOptions) {
     super(root, upperOpts)
@@ -84,20 +88,27 @@ export class DirUpper extends DirLayer implements UpperWriter {
     ;(txn as DirTxn).ops.push({ kind: 'delInode', ino })
   }
 
+  /** A new name in the work dir: unique within the layer's life, and the work dir is emptied at open. */
   private tmpPath(): string {
-    return join(this.work, `#${randomBytes(6).toString('hex')}`)
+    return `${this.work}/#${this.tmpPrefix}${(this.tmpCount++).toString(36)}`
   }
 
   private pathIn(dir: number, name: string): string {
-    const d = this.pathOf(dir)
+    const d = this.prefixOf(dir)
     if (d === undefined) throw fsError('EIO', 'write', name, `directory ${dir} of the upper layer ${this.root} is unknown`)
-    return join(d, name)
+    return childPath(d, name)
   }
 
   /** Replays a transaction: names first (in order), then the records of inodes that exist. */
   async apply(txn: DirTxn): Promise<void> {
     const setAside: string[] = []
     const placed = new Set(txn.ops.filter((o): o is Extract<Op, { kind: 'entry' }> => o.kind === 'entry' && o.ino !== 0).map((o) => o.ino))
+    // what was read of the objects changed here is not used again (before or after the changes)
+    const changed = (): void => {
+      for (const ino of placed) this.changedAttrs(ino)
+      for (const ino of txn.records.keys()) this.changedAttrs(ino)
+    }
+    changed()
     try {
       for (const op of txn.ops) {
         if (op.kind === 'delInode') this.forget(op.ino)
@@ -109,9 +120,11 @@ export class DirUpper extends DirLayer implements UpperWriter {
       }
       for (const [ino, rec] of txn.records) {
         const path = this.pathOf(ino)
-        if (path !== undefined && (await this.lstatOrUndefined(path))) await this.applyRecord(path, rec)
+        const st = path === undefined ? undefined : this.lstatOrUndefined(path)
+        if (st) await this.applyRecord(path!, rec, st)
       }
     } finally {
+      changed()
       // what was set aside for an exchange has its new names by now
       this.aside.clear()
       for (const path of setAside) await rm(path, { recursive: true, force: true })
@@ -119,44 +132,53 @@ export class DirUpper extends DirLayer implements UpperWriter {
   }
 
   /** Removes whatever is at `path`: a dir of the upper layer holds at most whiteouts by now. */
-  private async removeAt(path: string): Promise<void> {
-    await rm(path, { recursive: true, force: true }).catch((err: unknown) => { throw hostError(err, 'unlink', path) })
+  private async removeAt(path: string, st = this.lstatOrUndefined(path)): Promise<void> {
+    if (!st) return
+    if (isDirType(typeOf(Number(st.mode)))) {
+      await rm(path, { recursive: true, force: true }).catch((err: unknown) => { throw hostError(err, 'unlink', path) })
+      return
+    }
+    try {
+      unlinkSync(path)
+    } catch (err) {
+      if (!isCode(err, 'ENOENT')) throw hostError(err, 'unlink', path)
+    }
   }
 
   private async whiteoutAt(dir: number, name: string): Promise<void> {
     const path = this.pathIn(dir, name)
     const tmp = this.tmpPath()
     await makeNode(tmp, T.CHR, 0)
-    await chmod(tmp, 0) // as the kernel makes them
-    const st = await this.lstatOrUndefined(path)
-    if (st && isDirType(typeOf(Number(st.mode)))) await this.removeAt(path)
-    await rename(tmp, path)
+    chmodSync(tmp, 0) // as the kernel makes them
+    const st = this.lstatOrUndefined(path)
+    if (st && isDirType(typeOf(Number(st.mode)))) await this.removeAt(path, st)
+    renameSync(tmp, path)
     this.dropName(dir, name)
   }
 
   /** Puts inode `ino` at `dir/name`: moves a dir, links a non-dir, or makes a new object. */
   private async place(txn: DirTxn, dir: number, name: string, ino: number, type: number, placed: Set<number>, setAside: string[]): Promise<void> {
     const target = this.pathIn(dir, name)
-    const occupant = await this.lstatOrUndefined(target)
+    const occupant = this.lstatOrUndefined(target)
     if (occupant) {
       // an object that this txn puts elsewhere too (an exchange) steps aside first
       const other = this.inoAt(hostKey(occupant))
       if (other !== undefined && other !== ino && placed.has(other)) {
         const aside = this.tmpPath()
-        await rename(target, aside)
+        renameSync(target, aside)
         this.aside.set(other, aside)
         setAside.push(aside)
         this.dropName(dir, name)
       }
     }
     const current = this.pathOf(ino)
-    const exists = current !== undefined && (await this.lstatOrUndefined(current)) !== undefined
+    const exists = current !== undefined && this.lstatOrUndefined(current) !== undefined
     if (exists && current === target) return
     let made: string
     if (exists) {
       if (isDirType(type)) {
         await this.clearForDir(target)
-        await rename(current!, target)
+        renameSync(current!, target)
         this.aside.delete(ino)
         const old = this.names.get(ino)?.at(-1)
         if (old) this.dropName(old.dir, old.name)
@@ -164,7 +186,7 @@ export class DirUpper extends DirLayer implements UpperWriter {
         return
       }
       made = this.tmpPath()
-      await link(current!, made)
+      linkSync(current!, made)
     } else {
       const rec = txn.records.get(ino)
       if (!rec) throw fsError('EIO', 'write', target, `no record for new inode ${ino} in the upper layer`)
@@ -172,33 +194,37 @@ export class DirUpper extends DirLayer implements UpperWriter {
       await this.make(made, rec)
     }
     if (isDirType(type)) await this.clearForDir(target)
-    await rename(made, target)
+    renameSync(made, target)
     this.aside.delete(ino)
-    const st = (await this.lstatOrUndefined(target))!
+    const st = this.lstatOrUndefined(target)!
     this.tie(hostKey(st), ino)
     this.remember(ino, dir, name)
   }
 
   /** A dir cannot be renamed over a non-dir or a non-empty dir: what is there goes first. */
   private async clearForDir(target: string): Promise<void> {
-    if (await this.lstatOrUndefined(target)) await this.removeAt(target)
+    await this.removeAt(target)
   }
 
   /** Makes a new host object for a record, with its data, owner, mode, xattrs and times. */
   private async make(path: string, rec: InodeRecord): Promise<void> {
     const type = typeOf(rec.mode)
-    if (type === T.DIR) await mkdir(path, { mode: 0o700 })
+    if (type === T.DIR) mkdirSync(path, { mode: 0o700 })
     else if (type === T.REG) await this.writeData(path, rec)
-    else if (type === T.LNK) await symlink(rec.target ?? '', path)
+    else if (type === T.LNK) symlinkSync(rec.target ?? '', path)
     else if (type === T.SOCK) await makeSocket(path)
     else await makeNode(path, type, rec.rdev)
-    await this.applyRecord(path, rec)
+    await this.applyRecord(path, rec, this.lstatOrUndefined(path)!)
   }
 
   private async writeData(path: string, rec: InodeRecord): Promise<void> {
     if (rec.hostPath !== undefined) {
       await copyFile(rec.hostPath, path)
       await truncate(path, rec.size)
+      return
+    }
+    if (rec.size === 0) {
+      closeSync(openSync(path, 'wx', 0o600))
       return
     }
     const fh = await open(path, 'wx', 0o600)
@@ -219,18 +245,23 @@ export class DirUpper extends DirLayer implements UpperWriter {
     }
   }
 
-  /** Brings a host object's attributes to the record's (owner before mode: chown clears set-id bits). */
-  private async applyRecord(path: string, rec: InodeRecord): Promise<void> {
+  /**
+   * Brings a host object (`st`: its lstat now) to the record's attributes (owner before mode:
+   * chown clears set-id bits). What already is as the record says is left as it is.
+   */
+  private async applyRecord(path: string, rec: InodeRecord, st: BigIntStats): Promise<void> {
     const type = typeOf(rec.mode)
-    const st = (await this.lstatOrUndefined(path))!
-    if (Number(st.uid) !== rec.uid || Number(st.gid) !== rec.gid) await lchown(path, rec.uid, rec.gid)
-    if (type !== T.LNK) await chmod(path, rec.mode & 0o7777)
-    if (type === T.REG && Number(st.size) !== rec.size && rec.hostPath === path) await truncate(path, rec.size)
-    if (type !== T.LNK) await this.applyXattrs(path, type, rec)
-    await lutimes(path, utimeSeconds(toNs(rec.atime)), utimeSeconds(toNs(rec.mtime)))
+    const chown = Number(st.uid) !== rec.uid || Number(st.gid) !== rec.gid
+    if (chown) lchownSync(path, rec.uid, rec.gid)
+    if (type !== T.LNK && (chown || Number(st.mode & 0o7777n) !== (rec.mode & 0o7777))) chmodSync(path, rec.mode & 0o7777)
+    const truncated = type === T.REG && Number(st.size) !== rec.size && rec.hostPath === path
+    if (truncated) await truncate(path, rec.size)
+    if (type !== T.LNK) this.applyXattrs(path, type, rec)
+    const [atime, mtime] = [toNs(rec.atime), toNs(rec.mtime)]
+    if (truncated || !settledTime(st.atimeNs, atime) || !settledTime(st.mtimeNs, mtime)) lutimesSync(path, utimeSeconds(atime), utimeSeconds(mtime))
   }
 
-  private async applyXattrs(path: string, type: number, rec: InodeRecord): Promise<void> {
+  private applyXattrs(path: string, type: number, rec: InodeRecord): void {
     const want: Record<string, Buffer> = { ...(rec.xattrs ?? {}) }
     if (isDirType(type)) {
       if (rec.opaque) want[this.xattr.opaque] = OPAQUE_VALUE
@@ -241,11 +272,23 @@ export class DirUpper extends DirLayer implements UpperWriter {
       const ours = name.startsWith(this.xattr.prefix)
       // the overlay's own xattrs other than opaque and redirect (origin, impure...) are left alone
       if (ours && name !== this.xattr.opaque && name !== this.xattr.redirect) continue
-      if (!(name in want)) await removeAttribute(path, name).catch((err: unknown) => { if (!isCode(err, 'ENODATA')) throw hostError(err, 'removexattr', path) })
+      if (!(name in want)) {
+        try {
+          removeAttributeSync(path, name)
+        } catch (err) {
+          if (!isCode(err, 'ENODATA')) throw hostError(err, 'removexattr', path)
+        }
+      }
     }
     for (const [name, value] of Object.entries(want)) {
-      if (!have[name] || !Buffer.from(have[name]).equals(Buffer.from(value))) await writeHostXattr(path, name, Buffer.from(value))
+      if (!have[name] || !Buffer.from(have[name]).equals(Buffer.from(value))) writeHostXattrSync(path, name, Buffer.from(value))
     }
   }
 }
+
+/** Latest time (ns) that utimeSeconds lands on exactly; later ones are set, never compared. */
+const EXACT_TIME_NS = 2n ** 32n * 1_000_000_000n
+
+/** A host time (ns) is already what lutimes would set for `ns`: the same whole microsecond. */
+const settledTime = (host: bigint, ns: bigint): boolean => ns >= 0n && ns < EXACT_TIME_NS && host === ns - (ns % 1000n)
 
