@@ -341,13 +341,15 @@ export function decodeInit(body: Buffer): InitIn {
 }
 
 /**
- * A decoded request for STRATA_FUSE_TRACE: fields as `name=value`, data as its length (a WRITE's
- * payload is not printed).
+ * A decoded request for STRATA_FUSE_TRACE: fields as `name=value`, flags in hex and modes in octal
+ * as linux/fuse.h and open(2) spell them, data as its length (a WRITE's payload is not printed).
  */
 export function describeRequest(req: object): string {
   const fields: string[] = []
   for (const [k, v] of Object.entries(req)) {
-    if (Buffer.isBuffer(v)) fields.push(`${k}=<${v.length} bytes>`)
+    if (typeof v === 'number' && (k === 'valid' || /flags2?$/i.test(k))) fields.push(`${k}=0x${v.toString(16)}`)
+    else if (typeof v === 'number' && (k === 'mode' || k === 'umask')) fields.push(`${k}=0o${v.toString(8)}`)
+    else if (Buffer.isBuffer(v)) fields.push(`${k}=<${v.length} bytes>`)
     else if (Array.isArray(v)) fields.push(`${k}=[${v.map((e: object) => `{${describeRequest(e)}}`).join(' ')}]`)
     else if (typeof v === 'string') fields.push(`${k}=${JSON.stringify(v)}`)
     else fields.push(`${k}=${String(v)}`)

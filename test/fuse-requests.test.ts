@@ -1,5 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { OP } from '../fuse/kernel.js'
+import { opcodeOf } from '../fuse/opcodes.js'
 import {
   decodeAccess, decodeBatchForget, decodeCreate, decodeFlush, decodeForget, decodeFsync, decodeGetattr, decodeGetxattr,
   decodeInit, decodeInterrupt, decodeLink, decodeListxattr, decodeMkdir, decodeMknod, decodeName, decodeOpen, decodeRead,
@@ -281,6 +283,15 @@ test('a body shorter than its struct fails to decode (answered EIO), not read pa
   assert.throws(() => decodeSetattr(body(80)), RangeError)
 })
 
+test('the opcode table: every opcode by its name in linux/fuse.h, and what gets no reply', () => {
+  for (const [name, code] of Object.entries(OP)) assert.equal(opcodeOf(code)?.name, name)
+  assert.equal(opcodeOf(39), undefined) // FUSE_IOCTL: answered ENOSYS
+  const unanswered = Object.entries(OP).filter(([, code]) => opcodeOf(code)?.unanswered).map(([name]) => name)
+  assert.deepEqual(unanswered.sort(), ['BATCH_FORGET', 'FORGET', 'INTERRUPT'])
+  const keepsBody = Object.entries(OP).filter(([, code]) => { const op = opcodeOf(code); return op !== undefined && !op.unanswered && op.keepsBody }).map(([name]) => name)
+  assert.deepEqual(keepsBody, ['WRITE'])
+})
+
 test('a traced request shows its fields, and a payload by its length alone', () => {
   const b = body(40, [Buffer.alloc(5)])
   u64(b, 0, 3n)
@@ -289,6 +300,10 @@ test('a traced request shows its fields, and a payload by its length alone', () 
   u32(b, 20, 0)
   u64(b, 24, 0n)
   u32(b, 32, 1)
-  assert.equal(describeRequest(decodeWrite(b)), 'fh=3 offset=0 size=5 writeFlags=0 lockOwner=0 flags=1 data=<5 bytes>')
+  assert.equal(describeRequest(decodeWrite(b)), 'fh=3 offset=0 size=5 writeFlags=0x0 lockOwner=0 flags=0x1 data=<5 bytes>')
+  const m = body(8, ['d'])
+  u32(m, 0, 0o40755)
+  u32(m, 4, 0o22)
+  assert.equal(describeRequest(decodeMkdir(m)), 'mode=0o40755 umask=0o22 name="d"')
   assert.equal(describeRequest(decodeName(body(0, ['a b']))), 'name="a b"')
 })
