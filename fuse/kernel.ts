@@ -1,6 +1,6 @@
 /**
- * The FUSE kernel protocol (linux/fuse.h, protocol 7.x): request and reply layouts as plain
- * encoders and decoders. Nothing here does I/O.
+ * The FUSE kernel protocol (linux/fuse.h, protocol 7.x): the request header, and reply and
+ * notification layouts as plain encoders (request bodies: requests.ts). Nothing here does I/O.
  */
 
 export const FUSE_ROOT_ID = 1
@@ -71,26 +71,6 @@ export function readHeader(buf: Buffer): RequestHeader {
     gid: buf.readUInt32LE(28),
     pid: buf.readUInt32LE(32),
   }
-}
-
-/** A request body with a read position: fixed fields first, then NUL-terminated names. */
-export class BodyReader {
-  private pos = 0
-  constructor(private readonly buf: Buffer) {}
-  u32(): number { const v = this.buf.readUInt32LE(this.pos); this.pos += 4; return v }
-  u64(): number { const v = Number(this.buf.readBigUInt64LE(this.pos)); this.pos += 8; return v }
-  i64(): bigint { const v = this.buf.readBigInt64LE(this.pos); this.pos += 8; return v }
-  skip(n: number): this { this.pos += n; return this }
-  /** A NUL-terminated string. Names on the wire are bytes; Strata's names are UTF-8. */
-  cstring(): string {
-    const end = this.buf.indexOf(0, this.pos)
-    const stop = end < 0 ? this.buf.length : end
-    const s = this.buf.toString('utf8', this.pos, stop)
-    this.pos = stop + 1
-    return s
-  }
-  bytes(n: number): Buffer { const b = this.buf.subarray(this.pos, this.pos + n); this.pos += n; return b }
-  rest(): Buffer { return this.buf.subarray(this.pos) }
 }
 
 /** What FUSE reports of an inode (struct fuse_attr). */
@@ -209,17 +189,6 @@ export function statfsOut(s: StatfsInfo): Buffer {
   b.writeUInt32LE(s.namelen, 44)
   b.writeUInt32LE(s.frsize, 48)
   return b
-}
-
-export interface InitRequest {
-  major: number
-  minor: number
-  maxReadahead: number
-  flags: number
-}
-
-export function readInit(body: Buffer): InitRequest {
-  return { major: body.readUInt32LE(0), minor: body.readUInt32LE(4), maxReadahead: body.readUInt32LE(8), flags: body.readUInt32LE(12) }
 }
 
 export interface InitReply {

@@ -1,7 +1,8 @@
 import { stat, writeFile } from 'node:fs/promises'
 import type { SnapshotFs } from '../engine/index.js'
 import { FuseChannel, unmountPath } from './channel.js'
-import { FuseOps, MAX_WRITE } from './ops.js'
+import { FuseOps } from './ops.js'
+import { MAX_WRITE } from './handlers/session.js'
 
 /** How long the kernel may keep what it learned, and whether it may keep file data between opens. */
 export interface CachePolicy {

@@ -222,8 +222,9 @@ const writebackExpected = (big: Buffer, w: Buffer, shared: Buffer, datedMtime: n
 /**
  * Writes through the kernel's writeback cache: a write-only handle whose write covers part of a
  * page (the kernel reads the rest through that handle), appends (placed by the kernel, not moved
- * again), a writer who does not own the file (the kernel writes its times back at close), and
- * times set after the data, as tar does (kept, not replaced by the write-back).
+ * again), a writer who does not own the file (the kernel writes its times back at close),
+ * times set after the data, as tar does (kept, not replaced by the write-back), and the times
+ * of files already removed, which the kernel writes back at syncfs.
  */
 async function writebackCases(mnt: string): Promise<void> {
   const p = (name: string): string => join(mnt, name)
@@ -242,6 +243,10 @@ async function writebackCases(mnt: string): Promise<void> {
   fs.writeSync(tarLike, 'data written before its times are set')
   fs.futimesSync(tarLike, 1000, 1000)
   fs.closeSync(tarLike)
+  // the kernel writes back the times it kept for files already removed: syncfs must not fail
+  for (let i = 0; i < 20; i++) fs.writeFileSync(p(`gone${i}`), 'soon removed')
+  for (let i = 0; i < 20; i++) fs.unlinkSync(p(`gone${i}`))
+  execFileSync('sync', ['-f', mnt])
   writebackExpected(fs.readFileSync(p('big')), fs.readFileSync(p('w')), fs.readFileSync(p('shared')), fs.statSync(p('dated')).mtimeMs / 1000, 'through the mount')
 }
 
