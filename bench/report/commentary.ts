@@ -127,13 +127,13 @@ export const WORKLOAD_NOTES: WorkloadNotes[] = [
     heading: 'A real tree: untar, read back, rm -rf',
     why:
       'What people do in a read-write mount, with real names and sizes. Kernel overlayfs creates, reads and removes the files in its ' +
-      'upper directory inside the kernel. Through FUSE every file tar makes is a dozen round trips to the daemon (counted on this ' +
-      "untar with STRATA_FUSE_TRACE=1): the lookup of the new name, the parent's attributes (the kernel drops them at every create), " +
+      'upper directory inside the kernel. Through FUSE every file tar makes is a dozen round trips to the daemon (counted with ' +
+      "the request trace): the lookup of the new name, the parent's attributes (the kernel drops them at every create), " +
       'the create, one WRITE (the writeback cache keeps the data in the kernel until close), two lookups of security.capability ' +
       "(at the first write and at chown), four SETATTRs (owner, mode, times, and the times the kernel writes back at close), the " +
       "flush and the release; every file rm removes is a lookup and an unlink. A round trip through Strata's JavaScript daemon " +
-      "costs 0.1-0.2 ms on this machine, several times a C daemon's, so the untar stays several times the kernel's even though the " +
-      "engine's own share per file is now small. Strata over store layers keeps names, inodes and chunk references as LevelDB " +
+      "costs several times a C daemon's, so the untar stays several times the kernel's even though the engine's own share per " +
+      "file is now small. Strata over store layers keeps names, inodes and chunk references as LevelDB " +
       "records (answered before they land, see docs/format.md, Durability) and file data in its chunk store; over directory layers " +
       "it writes its upper directory in the kernel's format. The read-back runs right after the untar, so it measures how much of " +
       'what was just written each system serves from caches and how much it asks of its daemon. Files that exist only in the upper ' +
