@@ -1,6 +1,7 @@
 import { closeSync, openSync, read, writeSync, writev } from 'node:fs'
 import { spawn } from 'node:child_process'
 import { FsError } from '../engine/index.js'
+import { deviceBacking, type BackingDevice } from './passthrough.js'
 
 /** Requests read from the device; the handler returns the buffer with `recycle` once it is done with it. */
 export type RequestHandler = (buf: Buffer, length: number, recycle: () => void) => void
@@ -93,6 +94,11 @@ export class FuseChannel {
       this.readNext()
       this.handler!(buf, n, () => { if (this.pool.length < READERS * 4) this.pool.push(buf) })
     })
+  }
+
+  /** The device's registry of host files for FUSE passthrough. */
+  backingDevice(): BackingDevice {
+    return deviceBacking(this.fd, this.mountpoint)
   }
 
   /** Writes one reply. A reply to a request the kernel gave up on (ENOENT) is dropped, as the kernel expects. */

@@ -92,7 +92,7 @@ class MountDaemon {
       const plan = await planMount(req, this.store)
       let fuse: FuseMount
       try {
-        fuse = await mountFuse({ mountpoint: mnt, fs: plan.fs, readOnly: plan.readOnly, cache: plan.cache, fsname: plan.fsname, statfsPath: plan.statfsPath, vfs: req.vfs ?? [] })
+        fuse = await mountFuse({ mountpoint: mnt, fs: plan.fs, readOnly: plan.readOnly, cache: plan.cache, passthrough: plan.passthrough, fsname: plan.fsname, statfsPath: plan.statfsPath, vfs: req.vfs ?? [] })
       } catch (err) {
         plan.release()
         throw err

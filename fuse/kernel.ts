@@ -31,10 +31,20 @@ export const INIT = {
   CACHE_SYMLINKS: 1 << 23,
   NO_OPENDIR_SUPPORT: 1 << 24,
   HANDLE_KILLPRIV_V2: 1 << 28,
+  /** The reply's flags2 counts (fuse_init_out.flags2: the flags above bit 31). */
+  INIT_EXT: 1 << 30,
 } as const
 
+/** fuse_init_in/out.flags2: the INIT flags from bit 32 on, shifted down by 32. */
+export const INIT2 = {
+  PASSTHROUGH: 1 << (37 - 32),
+} as const
+
+/** The protocol minor that carries passthrough (backing ids in fuse_open_out, max_stack_depth). */
+export const PASSTHROUGH_MINOR = 40
+
 /** fuse_open_out.open_flags */
-export const FOPEN = { KEEP_CACHE: 1 << 1, CACHE_DIR: 1 << 3 } as const
+export const FOPEN = { KEEP_CACHE: 1 << 1, CACHE_DIR: 1 << 3, PASSTHROUGH: 1 << 7 } as const
 
 /** fuse_setattr_in.valid */
 export const FATTR = {
@@ -144,11 +154,12 @@ export function attrOut(attr: Attr, attrTimeout: number): Buffer {
   return b
 }
 
-/** struct fuse_open_out */
-export function openOut(fh: number, openFlags: number): Buffer {
+/** struct fuse_open_out; `backingId` (7.40) names the host file of a FOPEN_PASSTHROUGH open. */
+export function openOut(fh: number, openFlags: number, backingId = 0): Buffer {
   const b = Buffer.alloc(16)
   b.writeBigUInt64LE(BigInt(fh), 0)
   b.writeUInt32LE(openFlags, 8)
+  b.writeInt32LE(backingId, 12)
   return b
 }
 
@@ -199,6 +210,10 @@ export interface InitReply {
   congestionThreshold: number
   maxWrite: number
   maxPages: number
+  /** INIT2 flags; sent with INIT_EXT set in `flags`. */
+  flags2?: number
+  /** How many stacked file systems lie below, for passthrough (its backing files: 1). */
+  maxStackDepth?: number
 }
 
 /** struct fuse_init_out (64 bytes since 7.23; older kernels take the first 24). */
@@ -214,6 +229,8 @@ export function initOut(r: InitReply): Buffer {
   if (b.length >= 64) {
     b.writeUInt32LE(1, 24) // time_gran: nanoseconds
     b.writeUInt16LE(r.maxPages, 28)
+    b.writeUInt32LE(r.flags2 ?? 0, 32)
+    b.writeUInt32LE(r.maxStackDepth ?? 0, 36)
   }
   return b
 }

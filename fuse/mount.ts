@@ -41,6 +41,12 @@ export interface MountOptions {
   statfsPath: string
   /** Mount flags for the kernel's VFS (nosuid, nodev, noexec, noatime…). */
   vfs?: string[]
+  /**
+   * Let the kernel read files that live in host files (directory layers) straight from them
+   * (FUSE passthrough), where the kernel and the daemon's privileges allow it. The kernel never
+   * combines it with the writeback cache, so a `cache.writeback` mount goes without.
+   */
+  passthrough?: boolean
 }
 
 /** One FUSE mount served by this process. */
@@ -102,7 +108,8 @@ export async function mountFuse(opts: MountOptions): Promise<FuseMount> {
   let initialised!: () => void
   const ready = new Promise<void>((r) => { initialised = r })
   const nodeidPerName = !(await opts.fs.hardLinksSurviveCopyUp())
-  const ops = new FuseOps(opts.fs, { cache: opts.cache, statfsPath: opts.statfsPath, nodeidPerName }, {
+  const backing = opts.passthrough === true && !opts.cache.writeback ? channel.backingDevice() : undefined
+  const ops = new FuseOps(opts.fs, { cache: opts.cache, statfsPath: opts.statfsPath, nodeidPerName, backing }, {
     send: (msg) => {
       channel.send(msg)
       initialised()

@@ -4,6 +4,7 @@ import { NodeTable } from './nodes.js'
 import { callerCreds } from './creds.js'
 import type { CachePolicy } from './mount.js'
 import { OpenFiles } from './openfiles.js'
+import type { BackingDevice, PassthroughFiles } from './passthrough.js'
 import { opcodeOf, type Answered, type Opcode } from './opcodes.js'
 import { Framed, errnoOf, fail, toAttr, type Reply } from './replies.js'
 import { describeRequest } from './requests.js'
@@ -22,6 +23,11 @@ export interface OpsOptions {
   statfsPath: string
   /** The names of a lower hard link get a nodeid each, as a copy-up splits them (see NodeTable). */
   nodeidPerName: boolean
+  /**
+   * The device's passthrough registry, where the mount may hand the reading of host files to the
+   * kernel (files of directory layers, on mounts without the writeback cache).
+   */
+  backing?: BackingDevice
 }
 
 /** Where replies go: small ones are written at once, READ data on libuv's pool (FuseChannel). */
@@ -53,6 +59,8 @@ export class FuseOps {
   noOpendir = false
   /** The kernel agreed to keep written data in its page cache (CachePolicy.writeback). */
   writeback = false
+  /** Agreed at INIT where `opts.backing` is given: opens of host files go through passthrough. */
+  passthrough?: PassthroughFiles
 
   readonly session = new SessionHandlers(this)
   readonly entries = new EntryHandlers(this)

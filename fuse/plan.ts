@@ -8,6 +8,8 @@ export interface MountPlan {
   fs: SnapshotFs
   readOnly: boolean
   cache: CachePolicy
+  /** The kernel may read host files itself (MountOptions.passthrough): read-only directory layers. */
+  passthrough: boolean
   statfsPath: string
   fsname: string
   /** Ends the store hold that keeps the mounted snapshot from being committed or removed under the mount. */
@@ -43,7 +45,7 @@ async function planSnapshot(req: SnapshotMountRequest, store: Store): Promise<Mo
   try {
     const fs = store.fs(key)
     await fs.stat('/')
-    return { fs, readOnly: !req.rw, cache: req.rw ? STORE_WRITABLE_CACHE : IMMUTABLE_CACHE, statfsPath: store.path, fsname: req.fsname ?? `strata:${key}`, release }
+    return { fs, readOnly: !req.rw, cache: req.rw ? STORE_WRITABLE_CACHE : IMMUTABLE_CACHE, passthrough: false, statfsPath: store.path, fsname: req.fsname ?? `strata:${key}`, release }
   } catch (err) {
     release()
     throw err
@@ -57,14 +59,14 @@ async function planDirs(req: DirsMountRequest, store: Store | undefined): Promis
   const fsname = req.fsname ?? 'strata'
   if (req.snapshot === undefined) {
     const fs = await openDirStack(layers)
-    return { fs, readOnly, cache, statfsPath: req.upperdir ?? req.lowerdir[0], fsname, release: () => {} }
+    return { fs, readOnly, cache, passthrough: readOnly, statfsPath: req.upperdir ?? req.lowerdir[0], fsname, release: () => {} }
   }
   const base = needStore(store, req.mountpoint)
   const release = base.hold(req.snapshot, `is the bottom layer of the mount at ${req.mountpoint}; ${umountHint(req.mountpoint)}`, { shared: true })
   try {
     const fs = base.stackFs({ ...layers, base: req.snapshot })
     await fs.stat('/')
-    return { fs, readOnly, cache, statfsPath: req.upperdir ?? base.path, fsname, release }
+    return { fs, readOnly, cache, passthrough: readOnly, statfsPath: req.upperdir ?? base.path, fsname, release }
   } catch (err) {
     release()
     throw err

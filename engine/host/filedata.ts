@@ -60,6 +60,10 @@ export class HostFileData implements FileData {
     return 0
   }
 
+  hostDescriptor(): number {
+    return this.fdFor('open')
+  }
+
   private fdFor(syscall: string): number {
     if (this.fd < 0) throw fsError('EBADF', syscall, this.hostPath, 'file closed')
     return this.fd

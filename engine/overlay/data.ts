@@ -13,6 +13,8 @@ export interface FileData {
   readonly dirtyBytes: number
   /** The host file it reads, for data that lives on the host. */
   readonly hostPath?: string
+  /** The open descriptor of that host file (see FileHandle.hostDescriptor). */
+  hostDescriptor?(): number
   read(target: Buffer, targetOffset: number, length: number, position: number): Promise<number>
   /** The same bytes as views of buffers the data already holds, where it holds them (store chunks). */
   slices?(length: number, position: number): Promise<Buffer[]>

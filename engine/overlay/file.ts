@@ -98,6 +98,17 @@ export class FileHandle {
   }
 
   /**
+   * The host descriptor that holds this file's bytes, when they live in a host file (a directory
+   * layer's file) rather than in the store's chunks; undefined otherwise. A server may hand it to
+   * the kernel to read the file directly (FUSE passthrough): the kernel opens the file anew from
+   * it, so it stays valid only as long as this handle, and the caller must not close it.
+   */
+  hostDescriptor(): number | undefined {
+    if (this.closed) throw fsError('EBADF', 'open', this.path)
+    return this.dir ? undefined : this.live.hostDescriptor()
+  }
+
+  /**
    * `creds`: who writes, when not the opener (a handle passed to another process, or a FUSE
    * request): a write by others than root drops set-id bits, judged by the writer's credentials.
    */

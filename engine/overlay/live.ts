@@ -65,6 +65,11 @@ export class LiveInode {
     return (await this.data()).read(buf, offset, length, position)
   }
 
+  /** The host descriptor of a directory layer's file (opened at once, see openHostData). */
+  hostDescriptor(): number | undefined {
+    return this.content?.hostDescriptor?.()
+  }
+
   async slices(length: number, position: number): Promise<Buffer[]> {
     const data = await this.data()
     if (data.slices) return data.slices(length, position)

@@ -1,5 +1,5 @@
 import { constants as fsConstants } from 'node:fs'
-import type { OpenOptions } from '../../engine/index.js'
+import type { FileHandle, OpenOptions } from '../../engine/index.js'
 import { FOPEN, FSYNC_FDATASYNC, entryOut, openOut, replyParts, writeOut, type RequestHeader } from '../kernel.js'
 import { callerCreds } from '../creds.js'
 import type { FuseOps } from '../ops.js'
@@ -21,7 +21,15 @@ export class FileHandlers {
     // opening for writing may have copied a split node's name up; a truncate changed the file for its other names
     if (r.flags & (O_ACCMODE | O_TRUNC)) await this.ops.refresh(h.nodeid)
     if (r.flags & O_TRUNC) this.ops.changed(h.nodeid)
-    return openOut(this.ops.openFiles.opened(h.nodeid, file), this.openFlags())
+    const fh = this.ops.openFiles.opened(h.nodeid, file)
+    const backingId = this.backingFor(fh, h.nodeid, file)
+    return openOut(fh, backingId === undefined ? this.openFlags() : FOPEN.PASSTHROUGH, backingId)
+  }
+
+  /** A file of a directory layer is read by the kernel from its host file (FUSE passthrough). */
+  private backingFor(fh: number, nodeid: number, file: FileHandle): number | undefined {
+    const hostFd = this.ops.passthrough ? file.hostDescriptor() : undefined
+    return hostFd === undefined ? undefined : this.ops.passthrough!.attach(fh, nodeid, hostFd)
   }
 
   /** open(2) with O_CREAT: the new name's entry and the open file, in one reply. */
@@ -57,6 +65,7 @@ export class FileHandlers {
   }
 
   async release(_h: RequestHeader, r: ReleaseIn): Promise<undefined> {
+    this.ops.passthrough?.release(r.fh)
     await this.ops.openFiles.released(r.fh)?.close()
     return undefined
   }

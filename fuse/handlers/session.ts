@@ -1,5 +1,6 @@
 import { statfs } from 'node:fs/promises'
-import { INIT, KERNEL_MINOR, initOut, statfsOut, type RequestHeader } from '../kernel.js'
+import { INIT, INIT2, KERNEL_MINOR, initOut, statfsOut, type RequestHeader } from '../kernel.js'
+import { PassthroughFiles } from '../passthrough.js'
 import type { FuseOps } from '../ops.js'
 import { fail } from '../replies.js'
 import type { BatchForgetIn, ForgetIn, InitIn } from '../requests.js'
@@ -24,15 +25,34 @@ export class SessionHandlers {
       (cache.writeback ? INIT.WRITEBACK_CACHE : 0)
     this.ops.noOpendir = (k.flags & wanted & INIT.NO_OPENDIR_SUPPORT) !== 0
     this.ops.writeback = (k.flags & wanted & INIT.WRITEBACK_CACHE) !== 0
+    const passthrough = this.agreePassthrough(k)
     return initOut({
       minor: Math.min(k.minor, KERNEL_MINOR),
       maxReadahead: Math.min(k.maxReadahead, MAX_WRITE),
-      flags: k.flags & wanted,
+      flags: (k.flags & wanted) | (passthrough ? INIT.INIT_EXT : 0),
+      flags2: passthrough ? INIT2.PASSTHROUGH : 0,
+      // the backing files lie on a plain file system, and this mount may itself be an overlay's lower
+      maxStackDepth: passthrough ? 1 : 0,
       maxBackground: 64,
       congestionThreshold: 48,
       maxWrite: MAX_WRITE,
       maxPages: MAX_PAGES,
     })
+  }
+
+  /**
+   * Passthrough where the mount offers a backing registry and the kernel has it (it refuses it
+   * beside the writeback cache). A registry the kernel then refuses (no CAP_SYS_ADMIN) turns it
+   * off for the session after one line in the log.
+   */
+  private agreePassthrough(k: InitIn): boolean {
+    const backing = this.ops.opts.backing
+    const offered = (k.flags & INIT.INIT_EXT) !== 0 && (k.flags2 & INIT2.PASSTHROUGH) !== 0
+    if (backing === undefined || !offered || this.ops.writeback) return false
+    this.ops.passthrough = new PassthroughFiles(backing, (err) => {
+      process.stderr.write(`strata fuse: passthrough off, reads go through the daemon: ${err.message}\n`)
+    })
+    return true
   }
 
   /** The totals of the host file system that holds the data (the store, or the upper dir). */
