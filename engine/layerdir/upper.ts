@@ -1,4 +1,4 @@
-import { copyFile, mkdir, rm, truncate, open } from 'node:fs/promises'
+import { mkdir, rm, truncate, open, type FileHandle } from 'node:fs/promises'
 import { chmodSync, closeSync, lchownSync, linkSync, lutimesSync, mkdirSync, openSync, renameSync, symlinkSync, unlinkSync, type BigIntStats } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
@@ -12,6 +12,7 @@ import { toNs } from '../overlay/stats.js'
 import { makeNode, makeSocket, utimeSeconds } from '../host/nodes.js'
 import { readHostXattrs, writeHostXattrSync } from '../host/xattrs.js'
 import { hostError, writeNonZeroRuns, IO_BYTES } from '../host/io.js'
+import { copyHostFileDurably } from '../host/copy.js'
 import { fsError, isCode } from '../errors.js'
 import { DirLayer, childPath, type DirLayerOptions } from './layer.js'
 import { hostKey } from '../host/scan.js'
@@ -217,32 +218,38 @@ export class DirUpper extends DirLayer implements UpperWriter {
     await this.applyRecord(path, rec, this.lstatOrUndefined(path)!)
   }
 
+  /**
+   * A regular file's data, in the work dir. Data is fsynced before the file is renamed into
+   * place, as the kernel's copy-up does (unless volatile): otherwise a crash after the rename
+   * could leave the upper name on a file with its data missing, hiding the lower one.
+   */
   private async writeData(path: string, rec: InodeRecord): Promise<void> {
-    if (rec.hostPath !== undefined) {
-      await copyFile(rec.hostPath, path)
-      await truncate(path, rec.size)
-      return
-    }
+    // nothing to copy, whatever the host file holds (the record of a file opened with O_TRUNC)
     if (rec.size === 0) {
       closeSync(openSync(path, 'wx', 0o600))
       return
     }
     const fh = await open(path, 'wx', 0o600)
     try {
-      if (rec.size > 0) {
-        if (!this.upperOpts.chunks) throw fsError('EIO', 'copy-up', path, 'file data is in a store that is not open')
-        const content = await FileContent.load(rec, this.upperOpts.chunks, { path })
-        const buf = Buffer.alloc(IO_BYTES)
-        for (let pos = 0; pos < rec.size; pos += IO_BYTES) {
-          const n = await content.read(buf, 0, Math.min(IO_BYTES, rec.size - pos), pos)
-          // holes stay holes, as the kernel's copy-up keeps a sparse file sparse
-          await writeNonZeroRuns(buf, n, pos, (off, len, at) => fh.write(buf, off, len, at))
-        }
-      }
-      await fh.truncate(rec.size)
+      if (rec.hostPath !== undefined) await copyHostFileDurably(rec.hostPath, path, fh, rec.size)
+      else await this.writeStoreData(path, rec, fh)
     } finally {
       await fh.close()
     }
+  }
+
+  /** The data of a store inode (its chunks), written to `fh` and fsynced. */
+  private async writeStoreData(path: string, rec: InodeRecord, fh: FileHandle): Promise<void> {
+    if (!this.upperOpts.chunks) throw fsError('EIO', 'copy-up', path, 'file data is in a store that is not open')
+    const content = await FileContent.load(rec, this.upperOpts.chunks, { path })
+    const buf = Buffer.alloc(IO_BYTES)
+    for (let pos = 0; pos < rec.size; pos += IO_BYTES) {
+      const n = await content.read(buf, 0, Math.min(IO_BYTES, rec.size - pos), pos)
+      // holes stay holes, as the kernel's copy-up keeps a sparse file sparse
+      await writeNonZeroRuns(buf, n, pos, (off, len, at) => fh.write(buf, off, len, at))
+    }
+    await fh.truncate(rec.size)
+    await fh.sync()
   }
 
   /**
