@@ -1,3 +1,4 @@
+import { closeSync, constants, openSync } from 'node:fs'
 import { openDirStack, type SnapshotFs, type Store } from '../engine/index.js'
 import { fsError } from '../engine/errors.js'
 import { IMMUTABLE_CACHE, STORE_WRITABLE_CACHE, WRITABLE_CACHE, type CachePolicy } from './mount.js'
@@ -53,6 +54,17 @@ async function planSnapshot(req: SnapshotMountRequest, store: Store): Promise<Mo
 }
 
 async function planDirs(req: DirsMountRequest, store: Store | undefined): Promise<MountPlan> {
+  const letGo = holdLowerDirs(req.lowerdir)
+  try {
+    const plan = await planDirStack(req, store)
+    return { ...plan, release: () => { letGo(); plan.release() } }
+  } catch (err) {
+    letGo()
+    throw err
+  }
+}
+
+async function planDirStack(req: DirsMountRequest, store: Store | undefined): Promise<MountPlan> {
   const layers = { lowerdir: req.lowerdir, upperdir: req.upperdir, workdir: req.workdir, redirectDir: req.redirectDir, userxattr: req.userxattr }
   const readOnly = req.readOnly || req.upperdir === undefined
   const cache = readOnly ? IMMUTABLE_CACHE : WRITABLE_CACHE
@@ -70,5 +82,29 @@ async function planDirs(req: DirsMountRequest, store: Store | undefined): Promis
   } catch (err) {
     release()
     throw err
+  }
+}
+
+/** Lower dirs held open by one mount at most; a longer stack holds its top ones. */
+const MAX_HELD_DIRS = 512
+
+/**
+ * Holds the lower dirs open while mounted, as the kernel's overlay holds its layers: the host
+ * keeps the inodes of open dirs, and of the dirs above them, when its caches are dropped or
+ * pressed, so a cold lookup reads each layer's dirs and not also the way to them. Lookups still
+ * go by path (Node has no fstatat); a dir that cannot be opened is just not held. Returns what
+ * lets them go.
+ */
+function holdLowerDirs(dirs: string[]): () => void {
+  const fds: number[] = []
+  for (const dir of dirs.slice(0, MAX_HELD_DIRS)) {
+    try {
+      fds.push(openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY))
+    } catch {
+      break // out of descriptors, or a bad dir that opening the stack reports
+    }
+  }
+  return () => {
+    for (const fd of fds.splice(0)) closeSync(fd)
   }
 }

@@ -1,10 +1,16 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { mkdir, writeFile, symlink, link, readdir, lstat, readFile, rename, stat } from 'node:fs/promises'
+import { mkdir, writeFile, symlink, link, readdir, lstat, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { getAttribute, setAttribute } from 'fs-xattr'
 import { openDirStack } from '../engine/index.js'
+import { DirLayer } from '../engine/layerdir/layer.js'
+import { allocDirLayerIno } from '../engine/layerdir/inos.js'
+import type { LowerNode, LowerTree } from '../engine/overlay/node.js'
+import { redirectConfig } from '../engine/overlay/redirect.js'
+import { stackLayers } from '../engine/overlay/stack.js'
+import { EmptyTree } from '../engine/store/mergeindex.js'
 import { rejectsWith, withStore, withTempDir } from './helpers.js'
 import { diffTrees, readTree } from './treecompare.js'
 
@@ -278,5 +284,109 @@ test('directory upper: an open file keeps its data across rename, unlink and cop
     assert.equal(String(await lowerHeld.readFile()), 'lower data')
     await lowerHeld.close()
     assert.equal(String(await fs.readFile('/c')), 'lower data changed')
+  })
+})
+
+/**
+ * Six lower layers, top first, under which a lookup in `d` stops at different depths: a whiteout
+ * (`w`, in the third), a file over dirs (`f`, in the second), an opaque dir (`o`, in the fourth);
+ * `d/sub` goes through all of them, the bottom one alone holding `d/sub/target`.
+ */
+async function makeDeepLowers(root: string): Promise<string[]> {
+  const layers = [0, 1, 2, 3, 4, 5].map((i) => join(root, `l${i}`))
+  for (const [i, l] of layers.entries()) {
+    await mkdir(join(l, 'd/sub'), { recursive: true })
+    await writeFile(join(l, `d/sub/own-${i}`), `layer ${i}`)
+  }
+  whiteout(join(layers[2], 'd/w'))
+  await writeFile(join(layers[1], 'd/f'), 'a file above dirs')
+  await mkdir(join(layers[3], 'd/o'))
+  await xattr(join(layers[3], 'd/o'), 'trusted.overlay.opaque', 'y')
+  await writeFile(join(layers[3], 'd/o/mine'), 'in the opaque dir')
+  for (const l of layers.slice(2)) {
+    await mkdir(join(l, 'd/f'), { recursive: true })
+    await writeFile(join(l, 'd/f/in'), 'under a file')
+  }
+  for (const l of layers.slice(3)) await writeFile(join(l, 'd/w'), 'whited out')
+  for (const l of layers.slice(4)) {
+    await mkdir(join(l, 'd/o'), { recursive: true })
+    await writeFile(join(l, 'd/o/x'), 'under an opaque dir')
+  }
+  await writeFile(join(layers[5], 'd/sub/target'), 'bottom only')
+  return layers
+}
+
+const DEEP_PATHS = ['d/sub/target', 'd/sub/own-0', 'd/sub/own-5', 'd/w', 'd/f', 'd/f/in', 'd/o/mine', 'd/o/x', 'd/sub/none', 'd/none/x']
+
+/** What a path shows: its type and size, or that nothing is there. */
+async function shownAt(tree: LowerTree, path: string): Promise<string> {
+  let node: LowerNode | undefined = tree.root
+  for (const name of path.split('/')) {
+    if (!node || node.type !== 4) return 'none'
+    node = await tree.lookup(node, name)
+  }
+  if (!node) return 'none'
+  const rec = await tree.inode(node)
+  return node.type === 4 ? 'dir' : `file of ${rec.size}`
+}
+
+async function kernelShows(mnt: string, path: string): Promise<string> {
+  const st = await lstat(join(mnt, path)).catch(() => undefined)
+  if (!st) return 'none'
+  return st.isDirectory() ? 'dir' : `file of ${st.size}`
+}
+
+test('deep directory stacks: probes made ahead, at once or in the pool, and kept lookups answer as the kernel', async (t) => {
+  if (kernelReason) return t.skip(kernelReason)
+  await withTempDir('strata-dirdeep-', async (dir) => {
+    const lowers = await makeDeepLowers(dir)
+    // waitedNs 0: every probe after the first is made in the pool, as on a cold cache
+    const stack = (waitedNs?: bigint): LowerTree =>
+      stackLayers(lowers.map((d) => new DirLayer(d, { allocIno: allocDirLayerIno, waitedNs })), new EmptyTree(), redirectConfig(), () => false)
+    const atOnce = stack()
+    const inPool = stack(0n)
+    const mnt = join(dir, 'mnt')
+    await withKernelMount(`lowerdir=${lowers.join(':')}`, mnt, async () => {
+      for (const path of DEEP_PATHS) {
+        const kernel = await kernelShows(mnt, path)
+        // twice: the second answer is the kept one
+        for (const tree of [atOnce, inPool, atOnce, inPool]) assert.equal(await shownAt(tree, path), kernel, path)
+      }
+      const fs = await openDirStack({ lowerdir: lowers })
+      for (const path of DEEP_PATHS) await fs.lstat(`/${path}`).catch(() => undefined)
+      assert.deepEqual(diffTrees(await readTree(mnt), await readTree(fs)), [])
+    })
+    // a kept lookup gives the very node, so a walk through it finds its children kept too
+    const d = await inPool.lookup(inPool.root, 'd')
+    assert.ok(d)
+    assert.equal(await inPool.lookup(inPool.root, 'd'), d)
+  })
+})
+
+test('directory layers: a probe in the pool answers as entry() does, and fails quietly', async () => {
+  await withTempDir('strata-dirprobe-', async (dir) => {
+    await mkdir(join(dir, 'sub'))
+    await writeFile(join(dir, 'file'), 'x')
+    if (process.getuid?.() === 0) whiteout(join(dir, 'wh'))
+    const names = ['sub', 'file', 'wh', 'none']
+    const plain = new DirLayer(dir, { allocIno: allocDirLayerIno })
+    const probed = new DirLayer(dir, { allocIno: allocDirLayerIno })
+    for (const name of names) assert.equal(probed.probe(1, name, true), undefined)
+    for (const name of names) {
+      const want = await plain.entry(1, name)
+      const got = await probed.entry(1, name)
+      assert.equal(got?.[1], want?.[1], name)
+      assert.equal(got === undefined, want === undefined, name)
+    }
+    // under a file (ENOTDIR) and in a dir that is gone (ENOENT): nothing, and no rejection left behind
+    const file = await probed.entry(1, 'file')
+    assert.ok(file)
+    probed.probe(file[0], 'x', true)
+    assert.equal(await probed.entry(file[0], 'x'), undefined)
+    const sub = await probed.entry(1, 'sub')
+    assert.ok(sub)
+    await rm(join(dir, 'sub'), { recursive: true })
+    probed.probe(sub[0], 'y', true)
+    assert.equal(await probed.entry(sub[0], 'y'), undefined)
   })
 })

@@ -1,9 +1,10 @@
 import { lstatSync, readdirSync, type BigIntStats } from 'node:fs'
+import { lstat } from 'node:fs/promises'
 import { join, normalize } from 'node:path'
 import { getAttributeSync } from 'fs-xattr'
 import type { EntryRecord, InodeRecord } from '../store/records.js'
 import { ROOT_INO, WHITEOUT } from '../store/records.js'
-import { T, isDirType, typeOf, type UpperLayer } from '../overlay/node.js'
+import { T, isDirType, typeOf, type ProbeAnswer, type UpperLayer } from '../overlay/node.js'
 import { isWhiteoutDevice, isXattrWhiteout, overlayXattrNames, parseOpaqueXattr, type OverlayXattrNames } from '../overlay/whiteout.js'
 import { fromNs } from '../overlay/stats.js'
 import { readHostXattrs, type Xattrs } from '../host/xattrs.js'
@@ -24,6 +25,11 @@ export interface DirLayerOptions {
    * for a DirLayer itself, off for a subclass: a DirUpper writes its dir and reads it exactly.
    */
   cacheHostReads?: boolean
+  /**
+   * A blocking lookup slower than this (ns) is taken to have waited on the disk, so the layers
+   * below are probed in the pool (StackedTree.probeLayers). Default WAITED_NS; 0 always.
+   */
+  waitedNs?: bigint
 }
 
 /** What a layer that keeps its reads knows of one of its dirs. */
@@ -32,9 +38,21 @@ interface KeptDir {
   listing?: ReadonlyArray<[string, EntryRecord]>
   /** Until then, the names looked up: their entries, or undefined where nothing is. */
   names: Map<string, EntryRecord | undefined>
+  /** Names whose lookup `probe` started and that have not answered yet. */
+  probing?: Map<string, Promise<Probed>>
   /** Estimated heap bytes, for the cache's bound. */
   bytes: number
 }
+
+/**
+ * A blocking lstat that took this long waited for the disk: from the page cache it takes a few
+ * microseconds, a read from the device a hundred or more.
+ */
+const WAITED_NS = 100_000n
+
+/** What a probe found, or AGAIN: it failed, and entry() reads again to throw the error itself. */
+const AGAIN = Symbol('again')
+type Probed = EntryRecord | undefined | typeof AGAIN
 
 /**
  * What a record holds of an object besides its lstat: its xattrs, the overlay's markers, a
@@ -207,24 +225,116 @@ export class DirLayer implements UpperLayer {
     const dir = this.keptDir(cache, dirIno)
     if (dir.listing) return findEntry(dir.listing, name)
     if (dir.names.has(name)) return dir.names.get(name)
+    const probed = dir.probing?.get(name)
+    if (probed) {
+      const e = await probed
+      if (e !== AGAIN) return e
+    }
     const e = this.readEntry(dirIno, name)
+    this.keepName(cache, dir, dirIno, name, e)
+    return e
+  }
+
+  /**
+   * Looks `name` up in dir `dirIno` ahead of an entry() call (see UpperLayer.probe): at once,
+   * timing the call, or with `inPool` in libuv's pool, the answer kept when it comes. Only a
+   * layer that keeps its reads probes, so what a probe finds serves the entry() that follows.
+   */
+  probe(dirIno: number, name: string, inPool: boolean): ProbeAnswer | undefined {
+    const cache = this.hostCache
+    if (!cache || !this.knows(dirIno)) return undefined
+    const dir = this.keptDir(cache, dirIno)
+    if (dir.listing) return { entry: findEntry(dir.listing, name), waited: false }
+    if (dir.names.has(name)) return { entry: dir.names.get(name), waited: false }
+    if (dir.probing?.has(name)) return undefined
+    if (inPool) {
+      this.probeInPool(cache, dir, dirIno, name)
+      return undefined
+    }
+    const path = this.childOf(dirIno, name)
+    if (path === undefined) return undefined
+    let entry: EntryRecord | undefined
+    let waited = false
+    try {
+      // only the call to the host is timed: the first calls of a fresh process also compile code
+      const t0 = process.hrtime.bigint()
+      const st = this.lstatOrUndefined(path)
+      waited = process.hrtime.bigint() - t0 >= (this.opts.waitedNs ?? WAITED_NS)
+      entry = st && this.lookedUp(st, path, dirIno, name)
+    } catch {
+      return undefined // entry() reads again and throws
+    }
+    this.keepName(cache, dir, dirIno, name, entry)
+    return { entry, waited }
+  }
+
+  /** The lookup of probe() in libuv's pool; entry() awaits it. */
+  private probeInPool(cache: HostReadCache, dir: KeptDir, dirIno: number, name: string): void {
+    const path = this.childOf(dirIno, name)
+    if (path === undefined) return
+    // an error is left for entry() to meet again, reading at once, and to throw as its own
+    const answer = (found: () => EntryRecord | undefined): Probed => {
+      dir.probing?.delete(name)
+      try {
+        const e = found()
+        this.keepName(cache, dir, dirIno, name, e)
+        return e
+      } catch {
+        return AGAIN
+      }
+    }
+    const missing = (err: unknown): undefined => {
+      if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return undefined
+      throw err
+    }
+    // never rejects: a probe that no lookup awaits must not end as an unhandled rejection
+    const probed = lstat(path, { bigint: true }).then(
+      (st) => answer(() => this.lookedUp(st, path, dirIno, name)),
+      (err: unknown) => answer(() => missing(err)),
+    )
+    ;(dir.probing ??= new Map()).set(name, probed)
+  }
+
+  /** Keeps what a lookup found of `name` (or that nothing is there) in the dir's kept names. */
+  private keepName(cache: HostReadCache, dir: KeptDir, dirIno: number, name: string, e: EntryRecord | undefined): void {
+    // a listing made meanwhile answers already; a dir the LRU dropped is not brought back
+    if (dir.listing || dir.names.has(name) || cache.get(`d${dirIno}`) !== dir) return
     dir.names.set(name, e)
     dir.bytes += 64 + 2 * name.length
     cache.set(`d${dirIno}`, dir, dir.bytes)
-    return e
   }
 
   private keptDir(cache: HostReadCache, dirIno: number): KeptDir {
     return cache.get<KeptDir>(`d${dirIno}`) ?? cache.set(`d${dirIno}`, { names: new Map(), bytes: 96 }, 96)
   }
 
-  private readEntry(dirIno: number, name: string): EntryRecord | undefined {
+  /** The host path of `name` in dir `dirIno`, if the layer met the dir. */
+  private childOf(dirIno: number, name: string): string | undefined {
     const dirPath = this.prefixOf(dirIno)
-    if (dirPath === undefined) return undefined
-    const path = childPath(dirPath, name)
+    return dirPath === undefined ? undefined : childPath(dirPath, name)
+  }
+
+  private readEntry(dirIno: number, name: string): EntryRecord | undefined {
+    const path = this.childOf(dirIno, name)
+    if (path === undefined) return undefined
     const st = this.lstatOrUndefined(path)
     if (!st) return undefined
-    return this.classify(st, path, dirIno, name)
+    return this.lookedUp(st, path, dirIno, name)
+  }
+
+  /**
+   * The entry of an object a lookup met. A layer that keeps its reads also keeps a dir's record,
+   * made from the same lstat: a walk reads the record of every dir it meets (opaque? redirect?),
+   * which would take a second lstat per layer.
+   */
+  private lookedUp(st: BigIntStats, path: string, dirIno: number, name: string): EntryRecord {
+    const e = this.classify(st, path, dirIno, name)
+    const cache = this.hostCache
+    if (cache && e[1] === T.DIR && !cache.get(`r${e[0]}`)) {
+      const rec = this.record(st, path, e[0])
+      cache.set(`r${e[0]}`, freezeRecord(rec), recordBytes(rec))
+    }
+    return e
   }
 
   /** An upper's own change of an object: what it kept of it goes. */

@@ -33,6 +33,21 @@ export interface UpperLayer {
   entry(dirIno: number, name: string): Promise<[number, number] | undefined>
   entries(dirIno: number): Promise<Array<[string, [number, number]]>>
   inode(ino: number): Promise<InodeRecord | undefined>
+  /**
+   * Optional, for a layer whose lookups may wait on a disk: looks `name` up in dir `dirIno` ahead
+   * of the entry() call of a walk (StackedTree). At once, answering what is there and whether
+   * the answer waited on the disk; or, with `inPool`, started in the background and answered
+   * undefined, entry() then waiting for it. Never throws: entry() reports what goes wrong.
+   */
+  probe?(dirIno: number, name: string, inPool: boolean): ProbeAnswer | undefined
+}
+
+/** What a layer's probe found at once. */
+export interface ProbeAnswer {
+  /** The raw record of the name, as entry() answers it. */
+  entry: [number, number] | undefined
+  /** The answer came from the disk, not from the host's caches. */
+  waited: boolean
 }
 
 /**
