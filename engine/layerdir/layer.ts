@@ -195,6 +195,37 @@ export class DirLayer implements UpperLayer {
     }
   }
 
+  /** What lstat showed of dirs in this turn of the event loop (see lookupStat): an upper's only. */
+  private dirStatsThisTurn?: Map<string, BigIntStats>
+
+  /**
+   * lstat for lookups. A layer that reads its host exactly (an upper) still walks each dir of a
+   * path twice, once to find its name and once to read its record (opaque? redirect?): the second
+   * is answered from the first within one turn of the event loop, in which a FUSE request is
+   * served when the host answers at once. Host changes made from outside show from the next turn
+   * on; the layer's own changes forget what was seen (forgetThisTurn). Only dirs: a file's size
+   * and times also change through its open data, which no lookup sees.
+   */
+  protected lookupStat(path: string): BigIntStats | undefined {
+    if (this.hostCache) return this.lstatOrUndefined(path)
+    const seen = this.dirStatsThisTurn?.get(path)
+    if (seen) return seen
+    const st = this.lstatOrUndefined(path)
+    if (st && typeOf(Number(st.mode)) === T.DIR) {
+      if (!this.dirStatsThisTurn) {
+        this.dirStatsThisTurn = new Map()
+        setImmediate(() => this.forgetThisTurn())
+      }
+      this.dirStatsThisTurn.set(path, st)
+    }
+    return st
+  }
+
+  /** What lookupStat saw goes: the turn ended, or the layer changed its host. */
+  protected forgetThisTurn(): void {
+    this.dirStatsThisTurn = undefined
+  }
+
   protected getXattr(path: string, name: string): Buffer | undefined {
     try {
       return getAttributeSync(path, name)
@@ -317,7 +348,7 @@ export class DirLayer implements UpperLayer {
   private readEntry(dirIno: number, name: string): EntryRecord | undefined {
     const path = this.childOf(dirIno, name)
     if (path === undefined) return undefined
-    const st = this.lstatOrUndefined(path)
+    const st = this.lookupStat(path)
     if (!st) return undefined
     return this.lookedUp(st, path, dirIno, name)
   }
@@ -392,7 +423,7 @@ export class DirLayer implements UpperLayer {
   private readInode(ino: number): InodeRecord | undefined {
     const path = this.pathOf(ino)
     if (path === undefined) return undefined
-    const st = this.lstatOrUndefined(path)
+    const st = this.lookupStat(path)
     if (!st) return undefined
     return this.record(st, path, ino)
   }

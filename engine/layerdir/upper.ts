@@ -108,6 +108,7 @@ export class DirUpper extends DirLayer implements UpperWriter {
     const changed = (): void => {
       for (const ino of placed) this.changedAttrs(ino)
       for (const ino of txn.records.keys()) this.changedAttrs(ino)
+      this.forgetThisTurn()
     }
     changed()
     try {
