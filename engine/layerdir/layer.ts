@@ -50,6 +50,9 @@ interface KeptDir {
  */
 const WAITED_NS = 100_000n
 
+/** An error that says nothing is at the path (or a dir on the way is not one). */
+const isGone = (err: unknown): boolean => isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')
+
 /** What a probe found, or AGAIN: it failed, and entry() reads again to throw the error itself. */
 const AGAIN = Symbol('again')
 type Probed = EntryRecord | undefined | typeof AGAIN
@@ -190,7 +193,7 @@ export class DirLayer implements UpperLayer {
     try {
       return lstatSync(path, { bigint: true, throwIfNoEntry: false })
     } catch (err) {
-      if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return undefined
+      if (isGone(err)) return undefined
       throw hostError(err, 'lstat', path)
     }
   }
@@ -315,7 +318,7 @@ export class DirLayer implements UpperLayer {
       }
     }
     const missing = (err: unknown): undefined => {
-      if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return undefined
+      if (isGone(err)) return undefined
       throw err
     }
     // never rejects: a probe that no lookup awaits must not end as an unhandled rejection
@@ -396,7 +399,7 @@ export class DirLayer implements UpperLayer {
     try {
       names = readdirSync(dirPath)
     } catch (err) {
-      if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return undefined
+      if (isGone(err)) return undefined
       throw hostError(err, 'readdir', dirPath)
     }
     const out: Array<[string, EntryRecord]> = []

@@ -269,7 +269,7 @@ export class Db {
     const it = this.level.iterator({ ...range, values: !opts.keysOnly })
     const queued = this.unlanded.inRange(range.gt, range.lt)
     try {
-      yield* mergeQueued(inBatches(it), queued, (v) => v)
+      yield* mergeQueued(inBatches(it), queued)
     } finally {
       await it.close()
     }
@@ -364,9 +364,11 @@ export class Db {
   }
 
   private landed(group: QueuedWrite[]): void {
-    for (const w of group) this.unlanded.landed(w.ops)
-    for (const w of group) this.unlandedBytes -= w.bytes
-    for (const w of group) w.done()
+    for (const w of group) {
+      this.unlanded.landed(w.ops)
+      this.unlandedBytes -= w.bytes
+      w.done()
+    }
   }
 
   /** Acknowledged batches are kept for the next try; the others fail, and reads stop seeing them. */

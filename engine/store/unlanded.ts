@@ -9,10 +9,6 @@ export type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del
 export class Unlanded {
   private readonly byKey = new Map<string, BatchOp>()
 
-  get size(): number {
-    return this.byKey.size
-  }
-
   add(ops: readonly BatchOp[]): void {
     for (const op of ops) this.byKey.set(op.key, op)
   }
@@ -67,22 +63,22 @@ const codePointRank = (unit: number): number => (unit >= 0xd800 && unit < 0xe000
  * Merges `queued` (sorted, as `inRange` gives it) into the pairs LevelDB yields in key order:
  * a queued value replaces LevelDB's, a queued delete hides it.
  */
-export async function* mergeQueued<V>(stored: AsyncIterable<[string, V]>, queued: Array<[string, Buffer | null]>, asValue: (b: Buffer) => V): AsyncGenerator<[string, V]> {
+export async function* mergeQueued(stored: AsyncIterable<[string, Buffer]>, queued: Array<[string, Buffer | null]>): AsyncGenerator<[string, Buffer]> {
   let q = 0
   for await (const [k, v] of stored) {
     for (; q < queued.length && compareKeys(queued[q][0], k) < 0; q++) {
       const [qk, qv] = queued[q]
-      if (qv !== null) yield [qk, asValue(qv)]
+      if (qv !== null) yield [qk, qv]
     }
     if (q < queued.length && queued[q][0] === k) {
       const qv = queued[q++][1]
-      if (qv !== null) yield [k, asValue(qv)]
+      if (qv !== null) yield [k, qv]
       continue
     }
     yield [k, v]
   }
   for (; q < queued.length; q++) {
     const [qk, qv] = queued[q]
-    if (qv !== null) yield [qk, asValue(qv)]
+    if (qv !== null) yield [qk, qv]
   }
 }
