@@ -1,11 +1,12 @@
-import koffi, { type LibraryHandle } from 'koffi'
+import koffi from 'koffi'
+import { libc } from './libc.js'
 import { FsError, type ErrnoCode } from '../engine/index.js'
 
 /**
  * FUSE passthrough (Linux 6.9+, CONFIG_FUSE_PASSTHROUGH): a file opened with FOPEN_PASSTHROUGH is
  * read, written and mapped by the kernel straight from a host file the daemon registered on the
  * device, so read(2) never reaches the daemon. Registering takes an ioctl on /dev/fuse, which
- * Node cannot make; koffi (prebuilt for each platform, nothing compiled at install) calls libc's.
+ * Node cannot make (see libc.ts).
  * The kernel allows it only with CAP_SYS_ADMIN and never beside the writeback cache.
  */
 
@@ -15,13 +16,6 @@ const FUSE_DEV_IOC_BACKING_OPEN = 0x4010e501
 const FUSE_DEV_IOC_BACKING_CLOSE = 0x4004e502
 
 const BackingMap = koffi.struct('fuse_backing_map', { fd: 'int32_t', flags: 'uint32_t', padding: 'uint64_t' })
-type Ioctl = ReturnType<LibraryHandle['func']>
-let ioctl: Ioctl | undefined
-
-function libcIoctl(): Ioctl {
-  ioctl ??= koffi.load('libc.so.6').func('int ioctl(int fd, unsigned long request, ...)')
-  return ioctl
-}
 
 /** The device's backing-file registry, as the kernel keeps it for one FUSE connection. */
 export interface BackingDevice {
@@ -31,7 +25,7 @@ export interface BackingDevice {
 }
 
 const errnoError = (syscall: string, path: string): FsError => {
-  const errno = koffi.errno()
+  const errno = libc().errno()
   const code: ErrnoCode = ({ 1: 'EPERM', 22: 'EINVAL', 40: 'ELOOP' } as Record<number, ErrnoCode>)[errno] ?? 'EIO'
   return new FsError(code, syscall, path, `FUSE passthrough ioctl failed (errno ${errno})`)
 }
@@ -40,12 +34,12 @@ const errnoError = (syscall: string, path: string): FsError => {
 export function deviceBacking(devFd: number, mountpoint: string): BackingDevice {
   return {
     open(hostFd) {
-      const id = libcIoctl()(devFd, FUSE_DEV_IOC_BACKING_OPEN, koffi.pointer(BackingMap), { fd: hostFd, flags: 0, padding: 0 }) as number
+      const id = libc().ioctl(devFd, FUSE_DEV_IOC_BACKING_OPEN, koffi.pointer(BackingMap), { fd: hostFd, flags: 0, padding: 0 })
       if (id <= 0) throw errnoError('ioctl', mountpoint)
       return id
     },
     close(backingId) {
-      libcIoctl()(devFd, FUSE_DEV_IOC_BACKING_CLOSE, 'uint32_t *', [backingId])
+      libc().ioctl(devFd, FUSE_DEV_IOC_BACKING_CLOSE, 'uint32_t *', [backingId])
     },
   }
 }
