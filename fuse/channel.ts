@@ -18,8 +18,8 @@ export interface ChannelOptions {
 }
 
 /**
- * How long the serving thread keeps polling the device after the last request before it sleeps
- * (in ms). A caller doing one thing after another (tar, rm -r, a build) sends its next request
+ * How long the serving thread keeps polling the device after the last request or reply before it
+ * sleeps (in ms). A caller doing one thing after another (tar, rm -r, a build) sends its next request
  * within microseconds of a reply: taken by a poll on this thread, it costs no thread wake-up,
  * where a read sleeping in libuv's pool costs two (the pool thread, then this one), which made
  * up half of a request's round trip.
@@ -55,7 +55,7 @@ export class FuseChannel {
   private handler?: RequestHandler
   private endedResolve!: () => void
   private isEnded = false
-  private lastRequest = 0
+  private lastActivity = 0
   /** Settles when the kernel ends the session (unmount or abort). */
   readonly ended: Promise<void> = new Promise((r) => { this.endedResolve = r })
 
@@ -89,19 +89,19 @@ export class FuseChannel {
     this.sleep()
   }
 
-  /** Until POLL_MS has passed without a request: take what is waiting, let it run, come back. */
+  /** Until POLL_MS has passed without a request or reply: take what is waiting, let it run, come back. */
   private readonly poll = (): void => {
     if (this.isEnded) return
-    if (this.take()) this.lastRequest = performance.now()
+    if (this.take()) this.lastActivity = performance.now()
     if (this.isEnded) return
-    if (performance.now() - this.lastRequest < POLL_MS) setImmediate(this.poll)
+    if (performance.now() - this.lastActivity < POLL_MS) setImmediate(this.poll)
     else this.sleep()
   }
 
   /** Waits on libuv's pool for the next request, then polls again. */
   private sleep(): void {
     libc().pollIn(this.fd, () => {
-      this.lastRequest = performance.now()
+      this.lastActivity = performance.now()
       this.poll()
     })
   }
@@ -135,6 +135,7 @@ export class FuseChannel {
   /** Writes one reply. A reply to a request the kernel gave up on (ENOENT) is dropped, as the kernel expects. */
   send(msg: Buffer): void {
     if (this.isEnded) return
+    this.lastActivity = performance.now()
     try {
       writeSync(this.fd, msg)
     } catch (err) {
@@ -149,6 +150,7 @@ export class FuseChannel {
    */
   sendOnPool(parts: Buffer[]): void {
     if (this.isEnded) return
+    this.lastActivity = performance.now()
     writev(this.fd, parts, null, (err) => {
       if (!err) return
       try {

@@ -8,6 +8,7 @@ import type { BackingDevice, PassthroughFiles } from './passthrough.js'
 import { opcodeOf, type Answered, type Opcode } from './opcodes.js'
 import { Framed, errnoOf, fail, toAttr, type Reply } from './replies.js'
 import { describeRequest } from './requests.js'
+import { RequestStats, STATS } from './stats.js'
 import { SessionHandlers } from './handlers/session.js'
 import { EntryHandlers } from './handlers/entries.js'
 import { InodeHandlers } from './handlers/inodes.js'
@@ -70,6 +71,8 @@ export class FuseOps {
   readonly xattrs = new XattrHandlers(this)
 
   private readonly callers = new Map<string, SnapshotFs>()
+  /** Per-opcode counts and times, kept when STRATA_FUSE_STATS=1 (written out by `closeAll`). */
+  private readonly stats = STATS ? new RequestStats() : undefined
   readonly send: (msg: Buffer) => void
 
   constructor(readonly root: SnapshotFs, readonly opts: OpsOptions, private readonly replies: ReplySink) {
@@ -94,12 +97,17 @@ export class FuseOps {
       recycle()
       return
     }
+    const taken = this.stats ? performance.now() : 0
     this.dispatch(h, op, body).then(
       (out) => {
+        this.stats?.answered(op!.name, taken)
         if (!(out instanceof Framed)) return this.send(reply(h.unique, 0, out))
         this.replies.sendOnPool(out.parts)
       },
-      (err: unknown) => this.send(reply(h.unique, errnoOf(err))),
+      (err: unknown) => {
+        this.stats?.answered(op?.name ?? `opcode ${h.opcode}`, taken)
+        this.send(reply(h.unique, errnoOf(err)))
+      },
     ).finally(() => {
       // a WRITE's payload may be kept by the engine's buffers: that buffer is never reused
       if (!op?.keepsBody) recycle()
@@ -119,6 +127,7 @@ export class FuseOps {
 
   /** Closes what the kernel left open when the session ended (an unmount aborts pending releases). */
   async closeAll(): Promise<void> {
+    if (this.stats) process.stderr.write(this.stats.report())
     const files = this.openFiles.releaseAll()
     this.dirs.releaseAll()
     for (const f of files) await f.close().catch(() => {})
