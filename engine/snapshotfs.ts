@@ -99,6 +99,18 @@ export class SnapshotFs {
   stat(path: string): Promise<Stats> { return this.statNode(path, true, 'stat') }
   lstat(path: string): Promise<Stats> { return this.statNode(path, false, 'lstat') }
 
+  /**
+   * `lstat` of several names in directory `dir` at once (a listing with attributes): null for a
+   * name that is not there. The directory is walked to once, where an lstat per name walks the
+   * whole path each time.
+   */
+  async lstatChildren(dir: string, names: readonly string[]): Promise<Array<Stats | null>> {
+    const ov = await this.ov()
+    for (const name of names) if (name === '' || name === '.' || name === '..' || name.includes('/')) throw fsError('EINVAL', 'lstat', dir, `'${name}' is not a name in a directory`)
+    const nodes = await ov.resolveChildren(dir, names, this.creds, 'lstat')
+    return Promise.all(nodes.map((n) => (n ? ov.statsOf(n, this.dev) : null)))
+  }
+
   async access(path: string, mode = 0): Promise<void> {
     const node = await (await this.ov()).resolve(path, this.creds, 'access')
     if (mode & MAY_WRITE) (await this.ov()).writable('access', path)

@@ -244,3 +244,58 @@ describe('decoded records of an active layer', () => {
     })
   })
 })
+
+describe('shared scans (directory listings)', () => {
+  const rows = async (db: Db, prefix: string): Promise<string[]> => (await db.scanShared(prefix)).map(([k, v]) => `${k}=${decode<string>(v)}`)
+  const fresh = async (db: Db, prefix: string): Promise<string[]> => {
+    const out: string[] = []
+    for await (const [k, v] of db.scan(prefix)) out.push(`${k}=${decode<string>(v)}`)
+    return out
+  }
+
+  test('a listing is kept after its first scan and follows every write queued after it', async () => {
+    await withStore(async (store) => {
+      const db = store.db
+      await put(db, { 'T/a': 'a0', 'T/c': 'c0' }, { behind: false })
+      const first = await db.scanShared('T/')
+      assert.equal(await db.scanShared('T/'), first, 'the second listing is the kept one')
+      const g = gate(db)
+      await put(db, { 'T/b': 'b1', 'T/c': null, 'T/\u{1F600}': 'astral', 'T/\uffff': 'bmp', 'Tx': 'outside' })
+      assert.deepEqual(await rows(db, 'T/'), ['T/a=a0', 'T/b=b1', 'T/\uffff=bmp', 'T/\u{1F600}=astral'], 'in LevelDB key order, the delete applied')
+      assert.deepEqual(await rows(db, 'T/'), await fresh(db, 'T/'))
+      g.release()
+      await db.syncLog()
+      assert.deepEqual(await rows(db, 'T/'), await fresh(db, 'T/'), 'the same after landing')
+    })
+  })
+
+  test('a directory just made is listed from memory, and a scan raced by a write is not kept', async () => {
+    await withStore(async (store) => {
+      const db = store.db
+      db.scanStartsEmpty('N/')
+      await put(db, { 'N/x': 'x' })
+      assert.deepEqual(await rows(db, 'N/'), ['N/x=x'])
+      await put(db, { 'R/a': 'a' }, { behind: false })
+      const raced = db.scanShared('R/')
+      await put(db, { 'R/b': 'b' })
+      await raced
+      assert.deepEqual(await rows(db, 'R/'), ['R/a=a', 'R/b=b'], 'scanned again, the write seen')
+    })
+  })
+
+  test('a listing that showed a failed write shows it no more', async () => {
+    await withStore(async (store) => {
+      const db = store.db
+      await put(db, { 'T/a': 'a' }, { behind: false })
+      await db.scanShared('T/')
+      const g = gate(db)
+      g.failNext()
+      const failing = put(db, { 'T/z': 'z' }, { behind: false })
+      assert.deepEqual(await rows(db, 'T/'), ['T/a=a', 'T/z=z'], 'seen while queued')
+      g.release()
+      await rejectsWith(failing, 'ENOSPC')
+      assert.deepEqual(await rows(db, 'T/'), ['T/a=a'], 'gone with its failed batch')
+      await db.resume()
+    })
+  })
+})

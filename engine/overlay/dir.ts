@@ -37,7 +37,7 @@ export async function createNode(ov: Overlay, creds: Creds, path: string, mode: 
     // A dir made where a whiteout was hides whatever lower dir the whiteout hid.
     if (isDirType(type) && found.whiteout) rec.opaque = true
     const txn = ov.txn()
-    upper.putInode(txn, ino, rec)
+    upper.putInode(txn, ino, rec, true)
     upper.putEntry(txn, dir.ino, name, [ino, type])
     touchDir(ov, txn, dir, await ov.inodeOf(dir), isDirType(type) ? 1 : 0)
     await txn.commit()

@@ -66,7 +66,8 @@ export interface UpperWriter extends UpperLayer {
   txn(): UpperTxn
   putEntry(txn: UpperTxn, dirIno: number, name: string, rec: [number, number]): void
   delEntry(txn: UpperTxn, dirIno: number, name: string): void
-  putInode(txn: UpperTxn, ino: number, rec: InodeRecord): void
+  /** `made`: the inode was just allocated, so the layer holds nothing of it (a new dir has no entries). */
+  putInode(txn: UpperTxn, ino: number, rec: InodeRecord, made?: boolean): void
   delInode(txn: UpperTxn, ino: number): void
   /**
    * The record this layer keeps for a copy of `rec` made within `txn`: a store layer points at

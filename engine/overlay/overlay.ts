@@ -134,6 +134,19 @@ export class Overlay {
     return { dir, name, slash: hasTrailingSlash(path) }
   }
 
+  /**
+   * What a lookup of each of `names` in directory `path` finds (undefined: nothing), with one
+   * walk to the directory and one search check, where a walk per name repeats both.
+   */
+  async resolveChildren(path: string, names: readonly string[], creds: Creds, syscall: string): Promise<Array<OvlNode | undefined>> {
+    const dir = await this.resolve(path, creds, syscall)
+    if (!isDirType(dir.type)) throw fsError('ENOTDIR', syscall, path)
+    await this.checkDirSearch(dir, creds, syscall, path)
+    const out: Array<OvlNode | undefined> = []
+    for (const name of names) out.push(await this.lookup(dir, name).catch((err: unknown) => { throw this.damagedAt(err, syscall, path) }))
+    return out
+  }
+
   private async checkDirSearch(dir: OvlNode, creds: Creds, syscall: string, path: string): Promise<void> {
     if (creds.uid !== 0 && !creds.pathWalked) checkAccess(creds, await this.inodeOf(dir), MAY_EXEC, syscall, path)
   }

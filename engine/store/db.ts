@@ -7,6 +7,7 @@ import { Packs, encodePointer, type PackPointer } from './packs.js'
 import { checkBeforeOpen, refuseUnindexedPacks } from './opencheck.js'
 import { Unlanded, mergeQueued, type BatchOp } from './unlanded.js'
 import { DecodedCache, NOT_CACHED } from './decodedcache.js'
+import { ScanCache } from './scancache.js'
 import { FsError, StoreError, isCode } from '../errors.js'
 import { RESERVE_BYTES, freeBytes, isNoSpace, keepReserve, logBytes, noSpaceError, reopenBytes, withReserve } from './space.js'
 
@@ -88,6 +89,8 @@ export class Db {
   private unlandedBytes = 0
   /** Records read with `getSyncShared`, decoded; a queued write of a key drops it. */
   private readonly decoded = new DecodedCache()
+  /** Rows of prefixes read with `scanShared`; a queued write updates them. */
+  private readonly scans = new ScanCache()
   private writing = false
   /** The running `drain`, which `settle` waits for. */
   private draining: Promise<void> = Promise.resolve()
@@ -275,6 +278,25 @@ export class Db {
     }
   }
 
+  /**
+   * `scan` of a small prefix that is listed again and again while it changes (an active layer's
+   * directory), kept in memory from the first scan on (see ScanCache). Callers share the rows.
+   */
+  async scanShared(prefix: string): Promise<ReadonlyArray<[string, Buffer]>> {
+    const kept = this.scans.get(prefix)
+    if (kept) return kept
+    const generation = this.scans.generation
+    const rows: Array<[string, Buffer]> = []
+    for await (const row of this.scan(prefix)) rows.push(row)
+    this.scans.fill(prefix, rows, generation)
+    return rows
+  }
+
+  /** `prefix` holds no key yet (the entries of a directory just made): `scanShared` answers from memory from the start. */
+  scanStartsEmpty(prefix: string): void {
+    this.scans.empty(prefix)
+  }
+
   async *scanKeys(prefix: string): AsyncGenerator<string> {
     for await (const [k] of this.scan(prefix, { keysOnly: true })) yield k
   }
@@ -320,7 +342,10 @@ export class Db {
     this.queued.push(w)
     this.unlandedBytes += w.bytes
     this.unlanded.add(w.ops)
-    for (const op of w.ops) this.decoded.forget(op.key)
+    for (const op of w.ops) {
+      this.decoded.forget(op.key)
+      this.scans.apply(op)
+    }
     if (!this.writing) this.draining = this.drain()
   }
 
@@ -380,6 +405,7 @@ export class Db {
     this.unlanded.reset([...this.kept, ...this.queued].map((w) => w.ops))
     // some of what was decoded came from batches that are now dropped
     this.decoded.clear()
+    this.scans.clear()
     for (const w of group) if (!w.acked) w.done(err)
   }
 

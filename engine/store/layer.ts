@@ -6,7 +6,7 @@ import { decode } from './codec.js'
 import { entryDirPrefix, entryKey, inodeKey, layerEntriesPrefix, layerInodesPrefix } from './keys.js'
 import type { EntryRecord, InodeRecord } from './records.js'
 import { freezeRecord } from './recordcache.js'
-import type { UpperTxn, UpperWriter } from '../overlay/node.js'
+import { isDirType, typeOf, type UpperTxn, type UpperWriter } from '../overlay/node.js'
 import { fsError } from '../errors.js'
 
 /**
@@ -63,9 +63,7 @@ export class StoreLayer implements UpperWriter {
 
   async entries(dirIno: number): Promise<Array<[string, EntryRecord]>> {
     const prefix = entryDirPrefix(this.id, dirIno)
-    const out: Array<[string, EntryRecord]> = []
-    for await (const [k, v] of this.db.scan(prefix)) out.push([k.slice(prefix.length), decode<EntryRecord>(v)])
-    return out
+    return (await this.db.scanShared(prefix)).map(([k, v]) => [k.slice(prefix.length), decode<EntryRecord>(v)])
   }
 
   async inode(ino: number): Promise<InodeRecord | undefined> {
@@ -78,7 +76,8 @@ export class StoreLayer implements UpperWriter {
   delEntry(txn: UpperTxn, dirIno: number, name: string): void {
     ;(txn as Txn).del(entryKey(this.id, dirIno, name))
   }
-  putInode(txn: UpperTxn, ino: number, rec: InodeRecord): void {
+  putInode(txn: UpperTxn, ino: number, rec: InodeRecord, made = false): void {
+    if (made && isDirType(typeOf(rec.mode))) this.db.scanStartsEmpty(entryDirPrefix(this.id, ino))
     if (rec.hostPath !== undefined) throw fsError('EIO', 'write', rec.hostPath, 'host data must be adopted before it is stored')
     ;(txn as Txn).put(inodeKey(this.id, ino), stripUndefined(rec))
   }

@@ -49,13 +49,18 @@ export class DirHandlers {
     const rest = dir.entries.slice(r.offset)
     const fits = packDirents(rest, r.size, true, 0, 0).count
     const fs = await this.ops.fsFor(h)
+    const chosen = rest.slice(0, fits)
+    const named = chosen.filter((e) => e.name !== '.' && e.name !== '..')
+    // the directory may be gone by now: its entries then go without attributes
+    const stats = await fs.lstatChildren(dir.path, named.map((e) => e.name)).catch(() => named.map(() => null))
+    const statOf = new Map(named.map((e, i) => [e.name, stats[i]!]))
     const withAttrs: DirEntryOut[] = []
-    for (const e of rest.slice(0, fits)) {
-      if (e.name === '.' || e.name === '..') { withAttrs.push({ ...e, nodeid: 0, attr: null }); continue }
+    for (const e of chosen) {
+      const st = statOf.get(e.name) ?? null
+      if (st === null) { withAttrs.push({ ...e, nodeid: 0, attr: null }); continue }
       const path = dir.path === '/' ? `/${e.name}` : `${dir.path}/${e.name}`
-      const st = await fs.lstat(path).catch(() => null)
-      const split = st !== null && (await this.ops.splits(fs, path, st))
-      withAttrs.push(st ? { ...e, nodeid: this.ops.nodes.remember(dir.nodeid, e.name, st.ino, split), attr: toAttr(st) } : { ...e, nodeid: 0, attr: null })
+      const split = await this.ops.splits(fs, path, st)
+      withAttrs.push({ ...e, nodeid: this.ops.nodes.remember(dir.nodeid, e.name, st.ino, split), attr: toAttr(st) })
     }
     const packed = packDirents(withAttrs, r.size, true, entryTimeout, attrTimeout)
     // everything chosen fits, so every lookup counted above reaches the kernel
