@@ -6,6 +6,7 @@ import {
   decodeGetxattr, decodeInit, decodeInterrupt, decodeLink, decodeListxattr, decodeMkdir, decodeMknod, decodeName,
   decodeOpen, decodeRead, decodeRelease, decodeRename, decodeRename2, decodeSetattr, decodeSetxattr, decodeSymlink,
   decodeWrite,
+  writeKeepsBody,
 } from './requests.js'
 
 /**
@@ -25,8 +26,8 @@ interface OpcodeBase {
 /** A request the kernel waits on: the handler's result (or error) is the reply. */
 export interface Answered extends OpcodeBase {
   readonly unanswered?: undefined
-  /** The handler may keep views of the request's buffer (WRITE's data), which must not be reused. */
-  readonly keepsBody: boolean
+  /** Whether the handler may keep views of the request's buffer (a large WRITE's data), which must then not be reused. */
+  readonly keepsBody?: (req: object) => boolean
   handle(ops: FuseOps, h: RequestHeader, req: object): Reply | Promise<Reply>
 }
 
@@ -40,8 +41,8 @@ export type Opcode = Answered | Unanswered
 
 type Handler<T, R> = (ops: FuseOps, h: RequestHeader, req: T) => R
 
-function answered<T extends object>(name: string, decode: (body: Buffer) => T, handle: Handler<T, Reply | Promise<Reply>>, keepsBody = false): Answered {
-  return { name, decode, handle, keepsBody }
+function answered<T extends object>(name: string, decode: (body: Buffer) => T, handle: Handler<T, Reply | Promise<Reply>>, keepsBody?: (req: T) => boolean): Answered {
+  return { name, decode, handle, keepsBody: keepsBody as Answered['keepsBody'] }
 }
 
 function unanswered<T extends object>(name: string, decode: (body: Buffer) => T, handle: Handler<T, void>): Unanswered {
@@ -75,7 +76,7 @@ const OPCODES = new Map<number, Opcode>([
   [OP.OPEN, answered('OPEN', decodeOpen, (o, h, r) => o.files.open(h, r))],
   [OP.CREATE, answered('CREATE', decodeCreate, (o, h, r) => o.files.create(h, r))],
   [OP.READ, answered('READ', decodeRead, (o, h, r) => o.files.read(h, r))],
-  [OP.WRITE, answered('WRITE', decodeWrite, (o, h, r) => o.files.write(h, r), true)],
+  [OP.WRITE, answered('WRITE', decodeWrite, (o, h, r) => o.files.write(h, r), writeKeepsBody)],
   [OP.FLUSH, answered('FLUSH', decodeFlush, (o, h, r) => o.files.flush(h, r))],
   [OP.RELEASE, answered('RELEASE', decodeRelease, (o, h, r) => o.files.release(h, r))],
   [OP.FSYNC, answered('FSYNC', decodeFsync, (o, h, r) => o.files.fsync(h, r))],

@@ -98,7 +98,8 @@ export class FuseOps {
       return
     }
     const taken = this.stats ? performance.now() : 0
-    this.dispatch(h, op, body).then(
+    let req: object | undefined
+    this.dispatch(h, op, body, (decoded) => { req = decoded }).then(
       (out) => {
         this.stats?.answered(op!.name, taken)
         if (!(out instanceof Framed)) return this.send(reply(h.unique, 0, out))
@@ -109,18 +110,19 @@ export class FuseOps {
         this.send(reply(h.unique, errnoOf(err)))
       },
     ).finally(() => {
-      // a WRITE's payload may be kept by the engine's buffers: that buffer is never reused
-      if (!op?.keepsBody) recycle()
+      // a large WRITE's payload may be kept by the engine's buffers: that buffer is never reused
+      if (!(req && op?.keepsBody?.(req))) recycle()
     })
   }
 
   /** Decodes and handles a request that gets a reply; a body too short to decode is answered EIO. */
-  private async dispatch(h: RequestHeader, op: Answered | undefined, body: Buffer): Promise<Reply> {
+  private async dispatch(h: RequestHeader, op: Answered | undefined, body: Buffer, decoded: (req: object) => void): Promise<Reply> {
     if (!op) {
       if (TRACE) trace(h, op, null)
       throw fail('ENOSYS')
     }
     const req = op.decode(body)
+    decoded(req)
     if (TRACE) trace(h, op, req)
     return op.handle(this, h, req)
   }

@@ -236,9 +236,22 @@ export interface WriteIn {
   lockOwner: bigint
   /** The file's open(2) flags. */
   flags: number
-  /** A view of the request buffer: the buffer must outlive the write (see FuseOps.handle). */
+  /**
+   * The data: a copy up to WRITE_COPY_MAX bytes, so the request buffer serves the next request;
+   * above it a view of the request buffer, which must then outlive the write (see `writeKeepsBody`).
+   */
   data: Buffer
 }
+
+/**
+ * Writes up to this size are copied out of their request buffer (which holds a whole max_write
+ * request): the engine keeps written data until it is flushed, and a view would keep the whole
+ * buffer with it, a new one allocated for each small file an untar writes.
+ */
+export const WRITE_COPY_MAX = 128 * 1024
+
+/** Whether a decoded WRITE still refers to its request buffer. */
+export const writeKeepsBody = (r: WriteIn): boolean => r.size > WRITE_COPY_MAX
 
 export function decodeWrite(body: Buffer): WriteIn {
   const r = new BodyReader(body)
@@ -249,7 +262,8 @@ export function decodeWrite(body: Buffer): WriteIn {
   const lockOwner = r.u64n()
   const flags = r.u32()
   r.skip(4) // padding
-  return { fh, offset, size, writeFlags, lockOwner, flags, data: r.bytes(size) }
+  const data = r.bytes(size)
+  return { fh, offset, size, writeFlags, lockOwner, flags, data: size > WRITE_COPY_MAX ? data : Buffer.from(data) }
 }
 
 /** fuse_release_in (RELEASE, RELEASEDIR). */

@@ -35,10 +35,8 @@ export class InodeHandlers {
     const path = this.ops.nodes.path(h.nodeid)
     const file = r.valid & FATTR.FH ? this.ops.openFiles.get(r.fh) : path === null ? this.ops.openFiles.ofNode(h.nodeid) : undefined
     if (path === null) return this.setattrNameless(h, r, file)
-    if (r.valid & (FATTR.UID | FATTR.GID)) {
-      const st = await fs.lstat(path)
-      await fs.lchown(path, r.valid & FATTR.UID ? r.uid : st.uid, r.valid & FATTR.GID ? r.gid : st.gid)
-    }
+    // -1: the id the request leaves as it is
+    if (r.valid & (FATTR.UID | FATTR.GID)) await fs.lchown(path, r.valid & FATTR.UID ? r.uid : -1, r.valid & FATTR.GID ? r.gid : -1)
     if (r.valid & FATTR.MODE) await fs.chmod(path, r.mode & 0o7777)
     if (r.valid & FATTR.SIZE) await this.truncate(h, file ?? { fs, path }, r.size)
     if (r.valid & (FATTR.ATIME | FATTR.MTIME)) await this.utimes(path, r)
@@ -85,9 +83,10 @@ export class InodeHandlers {
    */
   private async utimes(path: string, r: SetattrIn): Promise<void> {
     const fs = this.ops.root
-    const st = await fs.lstat(path)
-    const at = r.valid & FATTR.ATIME_NOW ? null : r.valid & FATTR.ATIME ? r.atime * NS + BigInt(r.atimensec) : st.atimeNs
-    const mt = r.valid & FATTR.MTIME_NOW ? null : r.valid & FATTR.MTIME ? r.mtime * NS + BigInt(r.mtimensec) : st.mtimeNs
+    // a time left out is kept as it is: only then is it read
+    const st = r.valid & FATTR.ATIME && r.valid & FATTR.MTIME ? undefined : await fs.lstat(path)
+    const at = r.valid & FATTR.ATIME_NOW ? null : r.valid & FATTR.ATIME ? r.atime * NS + BigInt(r.atimensec) : st!.atimeNs
+    const mt = r.valid & FATTR.MTIME_NOW ? null : r.valid & FATTR.MTIME ? r.mtime * NS + BigInt(r.mtimensec) : st!.mtimeNs
     await fs.lutimes(path, at, mt)
   }
 }
