@@ -45,6 +45,8 @@ type Level = LevelDB<string, Buffer>
  * the queue, its memory and the batch a failure must keep for later would grow without bound.
  */
 export const WRITE_BEHIND_BYTES = 4 * 1024 * 1024
+/** How long a write-behind waits for others to land with it in one batch (see `Db.drain`). */
+const GROUP_MS = 1
 /** What an op costs beyond its key and value, for `WRITE_BEHIND_BYTES`. */
 const OP_OVERHEAD = 64
 
@@ -94,6 +96,8 @@ export class Db {
   private writing = false
   /** The running `drain`, which `settle` waits for. */
   private draining: Promise<void> = Promise.resolve()
+  /** Ends the wait of a `drain` that gathers write-behinds. */
+  private hurry?: () => void
 
   private constructor(readonly dir: string, private readonly level: Level, readonly packs: Packs) {}
 
@@ -346,12 +350,26 @@ export class Db {
       this.decoded.forget(op.key)
       this.scans.apply(op)
     }
-    if (!this.writing) this.draining = this.drain()
+    if (!this.writing) this.draining = this.drain(w.acked)
+    else if (!w.acked) this.hurry?.()
   }
 
-  private async drain(): Promise<void> {
+  /**
+   * Writes the queue out. When it starts for a write-behind, it first waits GROUP_MS for more to
+   * go in the same LevelDB batch (cut short by a write whose writer waits): each batch is a trip
+   * through libuv's pool and an append to LevelDB's log, and one caller's operations come one
+   * after another, each a batch of a few records.
+   */
+  private async drain(gather = false): Promise<void> {
     this.writing = true
     try {
+      if (gather) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, GROUP_MS)
+          this.hurry = () => { clearTimeout(timer); resolve() }
+        })
+        this.hurry = undefined
+      }
       while (this.queued.length > 0) {
         let err: unknown
         try {
