@@ -5,6 +5,14 @@ export type ErrnoCode =
   | 'EACCES' | 'EPERM' | 'EROFS' | 'EBADF' | 'EBUSY' | 'ELOOP' | 'EMLINK' | 'ENODATA' | 'ERANGE'
   | 'ENOTSUP' | 'EFBIG' | 'ESTALE' | 'EIO' | 'ENODEV' | 'ENOSPC'
 
+/**
+ * Codes that answer a question rather than report a fault (no such name, no such xattr, the
+ * name is taken): a path walk, a lookup or the kernel's ask for security.capability before each
+ * write makes them by the thousand, and capturing a stack trace was most of their cost. Their
+ * message names the call and the path; other codes keep their trace.
+ */
+const ANSWERS: ReadonlySet<ErrnoCode> = new Set<ErrnoCode>(['ENOENT', 'ENODATA', 'EEXIST'])
+
 /** An error shaped like node's fs errors: `code` is the errno name, `path` names what it concerns. */
 export class FsError extends Error {
   readonly code: ErrnoCode
@@ -15,7 +23,13 @@ export class FsError extends Error {
 
   constructor(code: ErrnoCode, syscall: string, path?: string, detail?: string, dest?: string) {
     const where = path === undefined ? '' : dest === undefined ? ` '${path}'` : ` '${path}' -> '${dest}'`
-    super(`${code}: ${detail ?? describe(code)}, ${syscall}${where}`)
+    const traceLimit = Error.stackTraceLimit
+    if (ANSWERS.has(code)) Error.stackTraceLimit = 0
+    try {
+      super(`${code}: ${detail ?? describe(code)}, ${syscall}${where}`)
+    } finally {
+      Error.stackTraceLimit = traceLimit
+    }
     this.name = 'FsError'
     this.code = code
     this.errno = -((constants.errno as Record<string, number>)[code] ?? 5)
