@@ -5,7 +5,7 @@ import { opcodeOf } from '../fuse/opcodes.js'
 import {
   decodeAccess, decodeBatchForget, decodeCreate, decodeFlush, decodeForget, decodeFsync, decodeGetattr, decodeGetxattr,
   decodeInit, decodeInterrupt, decodeLink, decodeListxattr, decodeMkdir, decodeMknod, decodeName, decodeOpen, decodeRead,
-  decodeRelease, decodeRename, decodeRename2, decodeSetattr, decodeSetxattr, decodeSymlink, decodeWrite, describeRequest,
+  decodeRelease, decodeRename, decodeRename2, decodeSetattr, decodeSetxattr, decodeSymlink, decodeWrite, describeRequest, writeKeepsBody, WRITE_COPY_MAX,
 } from '../fuse/requests.js'
 
 /*
@@ -199,7 +199,20 @@ test('fuse_write_in and its data', () => {
   const w = decodeWrite(b)
   assert.deepEqual({ ...w, data: null }, { fh: 0x1_0000_0012, offset: 0x3_0000_0000, size: data.length, writeFlags: 4, lockOwner: OWNER, flags: 0o2001, data: null })
   assert.ok(w.data.equals(data))
-  // a view of the request: the dispatcher keeps that buffer for the engine (never recycled)
+  // a small write is copied out: the request buffer goes back to the reader
+  assert.equal(writeKeepsBody(w), false)
+  b.fill(0, 40)
+  assert.ok(w.data.equals(data), 'the copy outlives the request buffer')
+})
+
+test('fuse_write_in with more than WRITE_COPY_MAX bytes keeps a view of its request', () => {
+  const data = Buffer.alloc(WRITE_COPY_MAX + 1, 7)
+  const b = body(40, [data])
+  u32(b, 16, data.length)
+  const w = decodeWrite(b)
+  assert.ok(w.data.equals(data))
+  // the dispatcher keeps that buffer for the engine (never recycled)
+  assert.equal(writeKeepsBody(w), true)
   assert.equal(w.data.buffer, b.buffer)
   assert.equal(w.data.byteOffset, b.byteOffset + 40)
 })
