@@ -109,6 +109,7 @@ class MountDaemon {
         started: new Date().toISOString(),
       }
       writeRecord(record)
+      void fuse.ended.then(() => plan.unpin?.())
       const end = (): Promise<void> => this.ended(mnt)
       this.mounts.set(mnt, { fuse, record, release: plan.release, ended: fuse.closed.then(end, end) })
       log(`mounted ${record.source} at ${mnt} (${record.mode})`)

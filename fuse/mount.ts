@@ -52,7 +52,9 @@ export interface MountOptions {
 /** One FUSE mount served by this process. */
 export interface FuseMount {
   readonly mountpoint: string
-  /** Settles when the kernel ends the session: `umount` from anywhere, or an abort. */
+  /** Settles as soon as the kernel ends the session: `umount` from anywhere, or an abort. */
+  readonly ended: Promise<void>
+  /** Settles once the session has ended and the files it left open are closed. */
   readonly closed: Promise<void>
   /** Unmounts (lazily if `lazy`) and waits until the session has ended and open files are flushed. */
   unmount(opts?: { lazy?: boolean }): Promise<void>
@@ -86,8 +88,10 @@ export const STORE_WRITABLE_CACHE: CachePolicy = Object.freeze({ entryTimeout: 6
 
 class Session implements FuseMount {
   readonly closed: Promise<void>
+  readonly ended: Promise<void>
 
   constructor(private readonly channel: FuseChannel, ops: FuseOps) {
+    this.ended = channel.ended
     // the session is over once the device says so; what the kernel left open is closed then
     this.closed = channel.ended.then(() => ops.closeAll())
   }

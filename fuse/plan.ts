@@ -13,8 +13,13 @@ export interface MountPlan {
   passthrough: boolean
   statfsPath: string
   fsname: string
-  /** Ends the store hold that keeps the mounted snapshot from being committed or removed under the mount. */
+  /** Ends the store hold that keeps the mounted snapshot from being committed or removed under the mount (and unpins). */
   release: () => void
+  /**
+   * Lets go of the host dirs the mount holds open, the moment the kernel ends the session: a
+   * umount of a lower dir's file system right after the overlay's must not find them busy.
+   */
+  unpin?: () => void
 }
 
 /**
@@ -57,7 +62,7 @@ async function planDirs(req: DirsMountRequest, store: Store | undefined): Promis
   const letGo = holdLowerDirs(req.lowerdir)
   try {
     const plan = await planDirStack(req, store)
-    return { ...plan, release: () => { letGo(); plan.release() } }
+    return { ...plan, unpin: letGo, release: () => { letGo(); plan.release() } }
   } catch (err) {
     letGo()
     throw err

@@ -52,13 +52,18 @@ export class ScanCache {
   /** A write was queued: reads see it from now on, and so does the cached prefix it falls in. */
   apply(op: BatchOp): void {
     this.writes++
-    const rows = this.lru.peek(op.key.slice(0, op.key.lastIndexOf('/') + 1))
+    const prefix = op.key.slice(0, op.key.lastIndexOf('/') + 1)
+    const rows = this.lru.peek(prefix)
     if (!rows) return
-    if (op.type === 'put') rows.byKey.set(op.key, op.value)
-    else rows.byKey.delete(op.key)
     rows.sorted = undefined
-    // counted again for the LRU's bound
-    this.lru.set(op.key.slice(0, op.key.lastIndexOf('/') + 1), rows)
+    if (op.type === 'del') {
+      rows.byKey.delete(op.key)
+      return
+    }
+    const added = !rows.byKey.has(op.key)
+    rows.byKey.set(op.key, op.value)
+    // counted again for the LRU's bound when it grew
+    if (added) this.lru.set(prefix, rows)
   }
 
   clear(): void {
