@@ -19,7 +19,6 @@ export interface Libc {
 export const EAGAIN = 11
 export const EINTR = 4
 export const ENOENT = 2
-export const ENODEV = 19
 
 const POLLIN = 0x1
 

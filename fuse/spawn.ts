@@ -9,8 +9,8 @@ import type { DaemonConfig, DaemonReport } from './request.js'
 const DAEMON = fileURLToPath(new URL('./daemon.js', import.meta.url))
 
 /**
- * libuv's pool threads for the daemon: the FUSE layer keeps two blocking /dev/fuse reads per
- * mount waiting in the pool, and LevelDB and host file calls need threads besides.
+ * libuv's pool threads for the daemon: an idle mount waits for its next request in a poll(2) on
+ * the pool, and LevelDB and host file calls need threads besides.
  */
 const THREADPOOL = 64
 
