@@ -92,6 +92,14 @@ async function planDirStack(req: DirsMountRequest, store: Store | undefined): Pr
 
 /** Lower dirs held open by one mount at most; a longer stack holds its top ones. */
 const MAX_HELD_DIRS = 512
+/**
+ * Stacks of fewer lower dirs hold none. A held dir keeps its file system busy until the daemon
+ * has seen the session end, a moment after umount(8) returns: a umount of a lower's file system
+ * right after the overlay's (as the unionmount-testsuite does after each test) then fails with
+ * EBUSY now and then, where the kernel's overlay lets go within its umount. What holding saves
+ * grows with the number of layers a cold lookup walks, so only deep stacks pay that price.
+ */
+const HOLD_FROM_DIRS = 16
 
 /**
  * Holds the lower dirs open while mounted, as the kernel's overlay holds its layers: the host
@@ -102,7 +110,7 @@ const MAX_HELD_DIRS = 512
  */
 function holdLowerDirs(dirs: string[]): () => void {
   const fds: number[] = []
-  for (const dir of dirs.slice(0, MAX_HELD_DIRS)) {
+  for (const dir of dirs.length < HOLD_FROM_DIRS ? [] : dirs.slice(0, MAX_HELD_DIRS)) {
     try {
       fds.push(openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY))
     } catch {
