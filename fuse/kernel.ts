@@ -40,9 +40,6 @@ export const INIT2 = {
   PASSTHROUGH: 1 << (37 - 32),
 } as const
 
-/** The protocol minor that carries passthrough (backing ids in fuse_open_out, max_stack_depth). */
-export const PASSTHROUGH_MINOR = 40
-
 /** fuse_open_out.open_flags */
 export const FOPEN = { KEEP_CACHE: 1 << 1, CACHE_DIR: 1 << 3, PASSTHROUGH: 1 << 7 } as const
 

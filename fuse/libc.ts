@@ -1,3 +1,4 @@
+import { constants } from 'node:os'
 import koffi from 'koffi'
 
 /**
@@ -16,9 +17,7 @@ export interface Libc {
   errno(): number
 }
 
-export const EAGAIN = 11
-export const EINTR = 4
-export const ENOENT = 2
+export const { EAGAIN, EINTR, ENOENT } = constants.errno
 
 const POLLIN = 0x1
 

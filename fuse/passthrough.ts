@@ -1,3 +1,4 @@
+import { constants } from 'node:os'
 import koffi from 'koffi'
 import { libc } from './libc.js'
 import { FsError, type ErrnoCode } from '../engine/index.js'
@@ -26,7 +27,8 @@ export interface BackingDevice {
 
 const errnoError = (syscall: string, path: string): FsError => {
   const errno = libc().errno()
-  const code: ErrnoCode = ({ 1: 'EPERM', 22: 'EINVAL', 40: 'ELOOP' } as Record<number, ErrnoCode>)[errno] ?? 'EIO'
+  const { EPERM, EINVAL, ELOOP } = constants.errno
+  const code: ErrnoCode = ({ [EPERM]: 'EPERM', [EINVAL]: 'EINVAL', [ELOOP]: 'ELOOP' } as Record<number, ErrnoCode>)[errno] ?? 'EIO'
   return new FsError(code, syscall, path, `FUSE passthrough ioctl failed (errno ${errno})`)
 }
 
