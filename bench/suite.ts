@@ -3,8 +3,9 @@
  * engine, its FUSE mounts over store and directory layers, kernel overlayfs, fuse-overlayfs, the
  * plain dir; cp -a, tar and ostree for snapshots), systems alternated within every repetition.
  *
- *   npm run bench -- [--quick] [--only copyup,seqread] [--reps N] [--keep] [--data DIR]
+ *   npm run bench -- [--quick] [--only copyup,seqread] [--reps N] [--keep] [--data DIR] [--host-fs]
  *
+ * What the systems write goes to a fresh ext4 made for the run (bench/suite/scratchfs.ts).
  * Needs root (overlayfs and FUSE mounts, drop_caches). Writes bench/results/suite-<time>.json
  * (bench/suite/types.ts: SuiteResult); a full run also writes the report (bench/report.ts).
  */
@@ -18,6 +19,7 @@ import { fmt } from './lib/stats.js'
 import { dropEngineStores, setEngineRoot } from './suite/engine.js'
 import { ensureTools, machineInfo, versions } from './suite/machine.js'
 import { renderResult } from './suite/print.js'
+import { freshScratchFs, hostScratch } from './suite/scratchfs.js'
 import { stackSystems } from './suite/systems.js'
 import type { StackSystem, SuiteResult, SystemName, WorkloadContext } from './suite/types.js'
 import { WORKLOADS } from './workloads/index.js'
@@ -27,7 +29,8 @@ const USAGE = `usage: npm run bench -- [options]   (as root: sudo npm run bench)
   --only a,b       only these workloads: ${WORKLOADS.map((w) => w.name).join(', ')}
   --reps N         repetitions per system (default 5, --quick 3)
   --keep           keep the generated data for the next run
-  --data DIR       where data and scratch go (default /var/tmp/strata-bench)`
+  --data DIR       where data and scratch go (default /var/tmp/strata-bench)
+  --host-fs        write on the data dir's own file system, not a fresh ext4 made for the run`
 
 interface Options {
   quick: boolean
@@ -35,6 +38,7 @@ interface Options {
   reps: number
   keep: boolean
   data: string
+  hostFs: boolean
 }
 
 function fail(msg: string): never {
@@ -52,6 +56,7 @@ function options(): Options {
         reps: { type: 'string' },
         keep: { type: 'boolean', default: false },
         data: { type: 'string' },
+        'host-fs': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }).values
@@ -67,7 +72,7 @@ function options(): Options {
   for (const name of only ?? []) if (!WORKLOADS.some((w) => w.name === name)) fail(`unknown workload ${name}`)
   const reps = values.reps === undefined ? (quick ? 3 : 5) : Number(values.reps)
   if (!Number.isInteger(reps) || reps <= 0) fail('--reps needs a positive integer')
-  return { quick, only, reps, keep: values.keep ?? false, data: resolve(values.data ?? '/var/tmp/strata-bench') }
+  return { quick, only, reps, keep: values.keep ?? false, data: resolve(values.data ?? '/var/tmp/strata-bench'), hostFs: values['host-fs'] ?? false }
 }
 
 const log = (msg: string): void => { process.stderr.write(`${msg}\n`) }
@@ -91,7 +96,9 @@ async function main(): Promise<void> {
   console.log(`${machine.cpus} × ${machine.cpuModel}, ${machine.memGiB} GiB, kernel ${machine.kernel}, node ${machine.node}; data on ${machine.disk.device} (read-ahead ${machine.disk.readAheadKiB ?? '?'} KiB)`)
   console.log(`data: ${spec.bigBytes / MiB} MiB file, ${spec.dirs * spec.filesPerDir} files in ${spec.dirs} dirs${data.writeSeconds ? ` (written in ${fmt(data.writeSeconds)} s)` : ' (reused)'}`)
 
-  const run = join(opts.data, `run-${process.pid}`)
+  const scratchFs = await (opts.hostFs ? hostScratch : freshScratchFs)(join(opts.data, `run-${process.pid}`))
+  const run = scratchFs.path
+  console.log(`written to: ${scratchFs.describe}`)
   setEngineRoot(join(run, 'engine'))
   const stacks: StackSystem[] = stackSystems({ scratch: join(run, 'systems'), log })
   for (const s of stacks) {
@@ -110,7 +117,7 @@ async function main(): Promise<void> {
     command: [process.env.npm_lifecycle_event === 'bench' ? 'npm run bench --' : 'node dist/bench/suite.js', ...process.argv.slice(2)].join(' '),
     quick: opts.quick,
     reps: opts.reps,
-    machine,
+    machine: { ...machine, scratch: scratchFs.describe },
     versions: await versions(),
     unavailable,
     tables: [],
@@ -127,7 +134,7 @@ async function main(): Promise<void> {
   const cleanup = (): Promise<void> => (cleaning ??= (async () => {
     for (const s of stacks) await s.close().catch((err: Error) => log(`closing ${s.name}: ${err.message}`))
     await dropEngineStores()
-    await rm(run, { recursive: true, force: true }).catch(() => {})
+    await scratchFs.close().catch((err: Error) => log(`removing the scratch file system: ${err.message}`))
     if (!opts.keep) for (const p of [data.path, join(opts.data, 'data.json')]) await rm(p, { recursive: true, force: true }).catch(() => {})
   })())
   const onSignal = (signal: NodeJS.Signals): void => {

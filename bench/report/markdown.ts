@@ -26,6 +26,7 @@ function header(r: SuiteResult, jsonLabel: string): string[] {
     '',
     `- **Run:** ${escapeMd(r.started)} to ${escapeMd(r.finished)}, ${r.quick ? 'reduced sizes (`--quick`)' : 'full sizes'}, ${r.reps} repetition${r.reps === 1 ? '' : 's'} per system, systems alternated within each repetition`,
     `- **Machine:** ${m.cpus} × ${escapeMd(m.cpuModel)}, ${fmtNumber(m.memGiB)} GiB RAM, disk ${escapeMd(m.disk.device)} (${readAhead})`,
+    ...(m.scratch ? [`- **Systems wrote to:** ${escapeMd(m.scratch)}`] : []),
     `- **Kernel:** ${escapeMd(m.kernel)}; **Node:** ${escapeMd(m.node)}`,
     `- **Versions:**${versions.length ? '' : ' none recorded'}`,
     ...versions,

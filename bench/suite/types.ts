@@ -113,7 +113,8 @@ export interface SuiteResult {
   command: string
   quick: boolean
   reps: number
-  machine: { kernel: string; cpus: number; cpuModel: string; memGiB: number; node: string; disk: { device: string; readAheadKiB: number | null } }
+  /** `scratch`: what the systems wrote to (bench/suite/scratchfs.ts); absent in older results. */
+  machine: { kernel: string; cpus: number; cpuModel: string; memGiB: number; node: string; disk: { device: string; readAheadKiB: number | null }; scratch?: string }
   versions: Record<string, string>
   /** Systems that could not run, with why. */
   unavailable: Partial<Record<SystemName, string>>
