@@ -5,7 +5,7 @@
  *
  *   npm run bench -- [--quick] [--only copyup,seqread] [--reps N] [--keep] [--data DIR] [--host-fs]
  *
- * What the systems write goes to a fresh ext4 made for the run (bench/suite/scratchfs.ts).
+ * The data and what the systems write go to an ext4 made for the run (bench/suite/scratchfs.ts).
  * Needs root (overlayfs and FUSE mounts, drop_caches). Writes bench/results/suite-<time>.json
  * (bench/suite/types.ts: SuiteResult); a full run also writes the report (bench/report.ts).
  */
@@ -19,7 +19,7 @@ import { fmt } from './lib/stats.js'
 import { dropEngineStores, setEngineRoot } from './suite/engine.js'
 import { ensureTools, machineInfo, versions } from './suite/machine.js'
 import { renderResult } from './suite/print.js'
-import { freshScratchFs, hostScratch } from './suite/scratchfs.js'
+import { hostScratch, scratchFsIn } from './suite/scratchfs.js'
 import { stackSystems } from './suite/systems.js'
 import type { StackSystem, SuiteResult, SystemName, WorkloadContext } from './suite/types.js'
 import { WORKLOADS } from './workloads/index.js'
@@ -28,9 +28,9 @@ const USAGE = `usage: npm run bench -- [options]   (as root: sudo npm run bench)
   --quick          reduced sizes and 3 repetitions (the whole suite in minutes)
   --only a,b       only these workloads: ${WORKLOADS.map((w) => w.name).join(', ')}
   --reps N         repetitions per system (default 5, --quick 3)
-  --keep           keep the generated data for the next run
+  --keep           keep the generated data (and the ext4 holding it) for the next run
   --data DIR       where data and scratch go (default /var/tmp/strata-bench)
-  --host-fs        write on the data dir's own file system, not a fresh ext4 made for the run`
+  --host-fs        use the data dir's own file system, not an ext4 made for the run in it`
 
 interface Options {
   quick: boolean
@@ -89,16 +89,21 @@ async function main(): Promise<void> {
   const unavailable: Partial<Record<SystemName, string>> = await ensureTools(console.log)
 
   await mkdir(opts.data, { recursive: true })
+  const scratchFs = opts.hostFs ? hostScratch(opts.data) : await scratchFsIn(opts.data, { keep: opts.keep })
+  console.log(`data and writes on: ${scratchFs.describe}`)
   // Quick: a quarter of the file and of the tree, so every workload fits in a few minutes.
   const spec = opts.quick ? { bigBytes: 256 * MiB, dirs: 50, filesPerDir: 100 } : { bigBytes: 1024 * MiB, dirs: 200, filesPerDir: 100 }
-  const data = await ensureData(opts.data, spec, log)
+  const data = await ensureData(scratchFs.path, spec, log).catch(async (err: unknown) => {
+    // the run's cleanup (below) is not set up yet
+    await scratchFs.close().catch(() => {})
+    throw err
+  })
   const machine = machineInfo(data.path)
   console.log(`${machine.cpus} × ${machine.cpuModel}, ${machine.memGiB} GiB, kernel ${machine.kernel}, node ${machine.node}; data on ${machine.disk.device} (read-ahead ${machine.disk.readAheadKiB ?? '?'} KiB)`)
   console.log(`data: ${spec.bigBytes / MiB} MiB file, ${spec.dirs * spec.filesPerDir} files in ${spec.dirs} dirs${data.writeSeconds ? ` (written in ${fmt(data.writeSeconds)} s)` : ' (reused)'}`)
 
-  const scratchFs = await (opts.hostFs ? hostScratch : freshScratchFs)(join(opts.data, `run-${process.pid}`))
-  const run = scratchFs.path
-  console.log(`written to: ${scratchFs.describe}`)
+  const run = join(scratchFs.path, `run-${process.pid}`)
+  await mkdir(run)
   setEngineRoot(join(run, 'engine'))
   const stacks: StackSystem[] = stackSystems({ scratch: join(run, 'systems'), log })
   for (const s of stacks) {
@@ -134,8 +139,9 @@ async function main(): Promise<void> {
   const cleanup = (): Promise<void> => (cleaning ??= (async () => {
     for (const s of stacks) await s.close().catch((err: Error) => log(`closing ${s.name}: ${err.message}`))
     await dropEngineStores()
-    await scratchFs.close().catch((err: Error) => log(`removing the scratch file system: ${err.message}`))
-    if (!opts.keep) for (const p of [data.path, join(opts.data, 'data.json')]) await rm(p, { recursive: true, force: true }).catch(() => {})
+    await rm(run, { recursive: true, force: true }).catch(() => {})
+    if (!opts.keep) for (const p of [data.path, join(scratchFs.path, 'data.json')]) await rm(p, { recursive: true, force: true }).catch(() => {})
+    await scratchFs.close().catch((err: Error) => log(`unmounting the scratch file system: ${err.message}`))
   })())
   const onSignal = (signal: NodeJS.Signals): void => {
     log(`${signal}: unmounting and removing the scratch data`)

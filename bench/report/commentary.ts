@@ -131,9 +131,11 @@ export const WORKLOAD_NOTES: WorkloadNotes[] = [
       "the request trace): the lookup of the new name, the parent's attributes (the kernel drops them at every create), " +
       'the create, one WRITE (the writeback cache keeps the data in the kernel until close), two lookups of security.capability ' +
       "(at the first write and at chown), four SETATTRs (owner, mode, times, and the times the kernel writes back at close), the " +
-      "flush and the release; every file rm removes is a lookup and an unlink. A round trip through Strata's JavaScript daemon " +
-      "costs several times a C daemon's, so the untar stays several times the kernel's even though the engine's own share per " +
-      "file is now small. Strata over store layers keeps names, inodes and chunk references as LevelDB " +
+      "flush and the release; every file rm removes is a lookup and an unlink. fuse-overlayfs receives as many requests per file " +
+      "and answers each with a few host system calls in C. Strata's daemon answers each in JavaScript on one thread: it finds the " +
+      "node's path, walks it from the root through the layers, reads and writes the records the request changes, and that work, " +
+      'more than the round trip itself, is most of what a request costs (STRATA_FUSE_STATS=1 shows it per opcode). Strata over ' +
+      "store layers keeps names, inodes and chunk references as LevelDB " +
       "records (answered before they land, see docs/format.md, Durability) and file data in its chunk store; over directory layers " +
       "it writes its upper directory in the kernel's format. The read-back runs right after the untar, so it measures how much of " +
       'what was just written each system serves from caches and how much it asks of its daemon. Files that exist only in the upper ' +

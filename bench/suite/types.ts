@@ -113,7 +113,7 @@ export interface SuiteResult {
   command: string
   quick: boolean
   reps: number
-  /** `scratch`: what the systems wrote to (bench/suite/scratchfs.ts); absent in older results. */
+  /** `scratch`: the file system of the data and the systems' files (bench/suite/scratchfs.ts); absent in older results. */
   machine: { kernel: string; cpus: number; cpuModel: string; memGiB: number; node: string; disk: { device: string; readAheadKiB: number | null }; scratch?: string }
   versions: Record<string, string>
   /** Systems that could not run, with why. */
