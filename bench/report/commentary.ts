@@ -134,7 +134,7 @@ export const WORKLOAD_NOTES: WorkloadNotes[] = [
       "flush and the release; every file rm removes is a lookup and an unlink. fuse-overlayfs receives as many requests per file " +
       "and answers each with a few host system calls in C. Strata's daemon answers each in JavaScript on one thread: it finds the " +
       "node's path, walks it from the root through the layers, reads and writes the records the request changes, and that work, " +
-      'more than the round trip itself, is most of what a request costs (STRATA_FUSE_STATS=1 shows it per opcode). Strata over ' +
+      "more than the round trip itself, is most of what a request costs (the daemon's request statistics show it per opcode). Strata over " +
       "store layers keeps names, inodes and chunk references as LevelDB " +
       "records (answered before they land, see docs/format.md, Durability) and file data in its chunk store; over directory layers " +
       "it writes its upper directory in the kernel's format. The read-back runs right after the untar, so it measures how much of " +
