@@ -95,7 +95,7 @@ async function main(): Promise<void> {
   const spec = opts.quick ? { bigBytes: 256 * MiB, dirs: 50, filesPerDir: 100 } : { bigBytes: 1024 * MiB, dirs: 200, filesPerDir: 100 }
   const data = await ensureData(scratchFs.path, spec, log).catch(async (err: unknown) => {
     // the run's cleanup (below) is not set up yet
-    await scratchFs.close().catch(() => {})
+    await scratchFs.close().catch((e: Error) => log(`unmounting the scratch file system: ${e.message}`))
     throw err
   })
   const machine = machineInfo(data.path)
