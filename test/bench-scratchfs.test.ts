@@ -5,7 +5,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { scratchFsIn } from '../bench/suite/scratchfs.js'
-import { mountPoints } from '../bench/lib/proc.js'
+import { mountPoints, mountType } from '../bench/lib/proc.js'
 import { withTempDir } from './helpers.js'
 
 /**
@@ -24,14 +24,6 @@ function noScratchFs(): string | undefined {
   return undefined
 }
 
-/** The source and type of the file system mounted at `path`, from /proc/self/mounts. */
-function mountOf(path: string): { type: string; source: string } | undefined {
-  const line = readFileSync('/proc/self/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === path)
-  if (!line) return undefined
-  const [source, , type] = line.split(' ')
-  return { source: source!, type: type! }
-}
-
 test('bench scratch fs: a journaled ext4 on a loop device, unmounted and removed with what a run left in it', async (t) => {
   const reason = noScratchFs()
   if (reason) return t.skip(reason)
@@ -39,10 +31,10 @@ test('bench scratch fs: a journaled ext4 on a loop device, unmounted and removed
     const fs = await scratchFsIn(dir, { keep: false })
     let closed = false
     try {
-      const mounted = mountOf(fs.path)
-      assert.equal(mounted?.type, 'ext4', 'the scratch dir is an ext4 of its own')
-      assert.match(mounted!.source, /^\/dev\/loop\d+$/)
-      const loop = mounted!.source.slice('/dev/'.length)
+      assert.equal(mountType(fs.path), 'ext4', 'the scratch dir is an ext4 of its own')
+      const source = execFileSync('findmnt', ['-no', 'SOURCE', fs.path], { encoding: 'utf8' }).trim()
+      assert.match(source, /^\/dev\/loop\d+$/)
+      const loop = source.slice('/dev/'.length)
       assert.ok(hasJournal(loop), `${loop} has a journal`)
       assert.equal(readFileSync(`/sys/block/${loop}/loop/dio`, 'utf8').trim(), '1', 'the loop device does direct I/O')
       // what a run leaves behind: files, and a mount inside the scratch (an interrupted workload's)
