@@ -1,5 +1,5 @@
 export { Store, defaultStorePath, type StoreOptions } from './store.js'
-export { SnapshotFs, DirHandle, Stats, Dirent, FileHandle, RENAME_EXCHANGE, RENAME_NOREPLACE, type TimeArg, type OpenFlags, type OpenOptions } from './snapshotfs.js'
+export { SnapshotFs, DirHandle, Stats, Dirent, FileHandle, RENAME_EXCHANGE, RENAME_NOREPLACE, type TimeArg, type AttrChanges, type OpenFlags, type OpenOptions } from './snapshotfs.js'
 export { FsError, StoreError, type ErrnoCode } from './errors.js'
 export * from './types.js'
 export type { ChunkHasher } from './store/chunks.js'

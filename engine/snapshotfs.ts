@@ -7,7 +7,7 @@ import { T, isDirType, joinPath, typeOf } from './overlay/node.js'
 import type { Overlay } from './overlay/overlay.js'
 import { readMergedDir } from './overlay/readdir.js'
 import { createNode, link, rename, rmdir, unlink } from './overlay/dir.js'
-import { chmod, chown, getxattr, listxattr, removexattr, setxattr, utimes } from './overlay/inode.js'
+import { chmod, chown, getxattr, listxattr, removexattr, setattr, setxattr, utimes } from './overlay/inode.js'
 import { FileHandle, openFile, type OpenFlags, type OpenOptions } from './overlay/file.js'
 import { copyUpBreaksLink } from './overlay/copyup.js'
 import { Dirent, Stats, fromNs } from './overlay/stats.js'
@@ -18,6 +18,24 @@ export type { OpenFlags, OpenOptions }
 export { RENAME_EXCHANGE, RENAME_NOREPLACE } from './overlay/dir.js'
 
 export type TimeArg = number | Date | bigint
+
+/** What `SnapshotFs.setattr` changes; a field left out stays as it is. */
+export interface AttrChanges {
+  /** Owner and group, as lchown: -1 leaves one as it is. */
+  uid?: number
+  gid?: number
+  /** Permission bits, as chmod. */
+  mode?: number
+  /** Times, as lutimes: null sets now. */
+  atime?: TimeArg | null
+  mtime?: TimeArg | null
+  /**
+   * The caller's right to set these times was checked already (a FUSE mount: the kernel checks
+   * it, and with its writeback cache also writes back the times it kept for a writer who may
+   * write the file but not set its times). Owner and mode are always checked.
+   */
+  timesChecked?: boolean
+}
 
 /** seconds (number), a Date, or nanoseconds (bigint), as the timespec the store keeps. */
 function toTimespec(t: TimeArg, path: string): Timespec {
@@ -236,6 +254,17 @@ export class SnapshotFs {
   async chmod(path: string, mode: number): Promise<void> { return chmod(await this.ov(), this.creds, path, mode, true) }
   async chown(path: string, uid: number, gid: number): Promise<void> { return chown(await this.ov(), this.creds, path, uid, gid, true) }
   async lchown(path: string, uid: number, gid: number): Promise<void> { return chown(await this.ov(), this.creds, path, uid, gid, false) }
+
+  /**
+   * Several attribute changes of `path` itself (a symlink is not followed) in one step, as one
+   * setattr(2): owner, then mode, then times, written together. Answers the attributes after.
+   */
+  async setattr(path: string, change: AttrChanges): Promise<Stats> {
+    const ov = await this.ov()
+    const time = (t: TimeArg | null | undefined): Timespec | null | undefined => (t === undefined || t === null ? t : toTimespec(t, path))
+    const update = { ...change, atime: time(change.atime), mtime: time(change.mtime) }
+    return ov.statsOf(await setattr(ov, this.creds, path, update, false), this.dev)
+  }
 
   /** Times in seconds, Dates, or bigint nanoseconds; null sets now. */
   async utimes(path: string, atime: TimeArg | null, mtime: TimeArg | null): Promise<void> {

@@ -12,6 +12,7 @@ import { ROOT_INO, nowTimespec, type InodeRecord, type LayerRecord, type Snapsho
 import { EmptyTree, IndexTree, buildIndex, newNodeCache, type NodeCache } from './store/mergeindex.js'
 import { LoadedLayer } from './store/loadedlayer.js'
 import { Overlay } from './overlay/overlay.js'
+import { NameChanges } from './overlay/dcache.js'
 import type { LiveInode } from './overlay/live.js'
 import { Mutex } from './overlay/lock.js'
 import { redirectConfig } from './overlay/redirect.js'
@@ -65,6 +66,8 @@ export class Store {
   private readonly nodes: Counter
   private readonly overlays = new Map<string, Overlay>()
   private readonly liveTables = new Map<string, Map<number, LiveInode>>()
+  /** How each open snapshot's names change, shared by its overlays (see DentryCache). */
+  private readonly nameChanges = new Map<string, NameChanges>()
   private readonly holds = new Map<string, { reason: string; shared: boolean }[]>()
   /** Temporary snapshots of the imports running in this process (`withImportSnapshot`). */
   private readonly importing = new Set<string>()
@@ -393,10 +396,12 @@ export class Store {
       const redirect = redirectConfig(opts)
       let live = this.liveTables.get(key)
       if (!live) this.liveTables.set(key, (live = new Map()))
+      let names = this.nameChanges.get(key)
+      if (!names) this.nameChanges.set(key, (names = new NameChanges()))
       const env = { db: this.db, chunks: this.chunks, lock: this.lock, allocIno: () => this.inos.alloc(), snapshot: key }
-      if (r.kind === 'active') ov = new Overlay(env, new StoreLayer(r.layer!, this.db, this.chunks), await this.tree(r.parent), redirect, 'active', live)
-      else if (r.kind === 'view') ov = new Overlay(env, null, await this.tree(r.parent), redirect, `'${key}' is a view`, live)
-      else ov = new Overlay(env, null, await this.tree(key), redirect, `'${key}' is committed`, live)
+      if (r.kind === 'active') ov = new Overlay(env, new StoreLayer(r.layer!, this.db, this.chunks), await this.tree(r.parent), redirect, 'active', live, names)
+      else if (r.kind === 'view') ov = new Overlay(env, null, await this.tree(r.parent), redirect, `'${key}' is a view`, live, names)
+      else ov = new Overlay(env, null, await this.tree(key), redirect, `'${key}' is committed`, live, names)
       this.overlays.set(cacheKey, ov)
     }
     return ov
@@ -409,6 +414,7 @@ export class Store {
       this.overlays.delete(k)
     }
     this.liveTables.delete(key)
+    this.nameChanges.delete(key)
   }
 
   /** Writes out unflushed data of every open file. */

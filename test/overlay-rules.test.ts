@@ -4,7 +4,7 @@ import { constants } from 'node:fs'
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, type SnapshotFs, type Store } from '../engine/index.js'
 import { StoreLayer } from '../engine/store/layer.js'
 import { snapshotKey } from '../engine/store/keys.js'
-import type { SnapshotRecord } from '../engine/store/records.js'
+import { ROOT_INO, type SnapshotRecord } from '../engine/store/records.js'
 import { countChunks, patternBytes, rejectsWith, withStore } from './helpers.js'
 
 /**
@@ -605,12 +605,18 @@ describe('directory renames and redirects', () => {
 })
 
 describe('redirect validation and policies', () => {
-  /** Writes `redirect` straight into the upper record of dir `path` of active snapshot `key`. */
-  async function craftRedirect(store: Store, key: string, path: string, redirect: string): Promise<void> {
+  /**
+   * Writes `redirect` straight into the upper record of dir `name` (in the root) of active
+   * snapshot `key`, as a damaged or hostile store would hold it when opened. The dir is found in
+   * the layer, not by a walk: a walk would keep the dir's node, which only changes through the
+   * overlay.
+   */
+  async function craftRedirect(store: Store, key: string, name: string, redirect: string): Promise<void> {
     const rec = await store.db.get<SnapshotRecord>(snapshotKey(key))
     assert.ok(rec?.layer)
     const upper = new StoreLayer(rec.layer, store.db)
-    const ino = (await store.fs(key).stat(path)).ino
+    const [ino] = (await upper.entry(ROOT_INO, name)) ?? [0]
+    const path = `/${name}`
     const inode = await upper.inode(ino)
     assert.ok(inode, `${path} is in the upper layer`)
     const txn = store.db.txn()
@@ -627,7 +633,7 @@ describe('redirect validation and policies', () => {
       })
       const fs = await active(store, 'a', 'base')
       await fs.mkdir('/e')
-      await craftRedirect(store, 'a', '/e', bad)
+      await craftRedirect(store, 'a', 'e', bad)
       const err = await rejectsWith(fs.readdir('/e'), code, '/e')
       assert.match(err.message, /redirect/)
       await rejectsWith(fs.readFile('/e/data'), code, '/e')

@@ -63,4 +63,6 @@ export async function copyUp(ov: Overlay, node: OvlNode, syscall: string): Promi
     await live.movedUp((await upper.inode(ino))!)
   }
   node.upper = true
+  // other overlays of the snapshot may hold their own node of this dir, which still says lower
+  if (isDirType(node.type)) ov.namesChanged()
 }

@@ -146,6 +146,7 @@ export async function rmdir(ov: Overlay, creds: Creds, path: string): Promise<vo
     await removeName(ov, node, txn)
     touchDir(ov, txn, dir, await ov.inodeOf(dir), -1)
     await txn.commit()
+    ov.namesChanged()
   })
 }
 
@@ -256,6 +257,7 @@ export async function rename(ov: Overlay, creds: Creds, from: string, to: string
       writeInode(ov, txn, s.ino, { ...rec, ctime: nowTimespec() })
     }
     await txn.commit()
+    if (isDirType(s.type) || (d && isDirType(d.type))) ov.namesChanged()
   })
 }
 

@@ -23,41 +23,73 @@ async function changeInode(ov: Overlay, node: OvlNode, syscall: string, change: 
   await txn.commit()
 }
 
-export async function chmod(ov: Overlay, creds: Creds, path: string, mode: number, follow = true): Promise<void> {
+/**
+ * What one setattr changes; a field left out stays as it is. A time given as null is set to now.
+ * `timesChecked`: the caller's right to set these times was checked already (by the kernel, for
+ * a FUSE request: with the writeback cache it also writes back the times it kept for a writer,
+ * who may write the file but not set its times).
+ */
+export interface AttrUpdate {
+  /** A chown with either id given, -1 leaving that one as it is (a chown of -1, -1 still drops set-id bits). */
+  uid?: number
+  gid?: number
+  mode?: number
+  atime?: Timespec | null
+  mtime?: Timespec | null
+  timesChecked?: boolean
+}
+
+/**
+ * Changes attributes as setattr(2) does, in the kernel's order: owner, then mode, then times,
+ * each checked against the record the change before left, all written as one record. Answers
+ * the node (copied up) whose attributes were changed.
+ */
+export async function setattr(ov: Overlay, creds: Creds, path: string, change: AttrUpdate, follow: boolean, syscall = 'setattr'): Promise<OvlNode> {
   return ov.env.lock.run(async () => {
-    const node = await ov.resolve(path, creds, 'chmod', follow)
-    if (node.type === T.LNK) throw fsError('ENOTSUP', 'chmod', path)
-    const rec = await ov.inodeOf(node)
-    const next = chmodResult(creds, rec, mode, path)
-    await changeInode(ov, node, 'chmod', (r) => ({ ...r, mode: next }))
+    const node = await ov.resolve(path, creds, syscall, follow)
+    const before = await ov.inodeOf(node)
+    let rec = before
+    if (change.uid !== undefined || change.gid !== undefined) rec = chownedRecord(creds, rec, change.uid ?? -1, change.gid ?? -1, path)
+    if (change.mode !== undefined) {
+      if (node.type === T.LNK) throw fsError('ENOTSUP', 'chmod', path)
+      rec = { ...rec, mode: chmodResult(creds, rec, change.mode, path) }
+    }
+    if (change.atime !== undefined || change.mtime !== undefined) rec = timedRecord(creds, rec, change, path)
+    if (rec !== before) await changeInode(ov, node, syscall, () => rec)
+    return node
   })
 }
 
-export async function chown(ov: Overlay, creds: Creds, path: string, uid: number, gid: number, follow = true): Promise<void> {
-  return ov.env.lock.run(async () => {
-    const node = await ov.resolve(path, creds, 'chown', follow)
-    const rec = await ov.inodeOf(node)
-    checkChown(creds, rec, uid, gid, path)
-    await changeInode(ov, node, 'chown', (r) => ({
-      ...r,
-      uid: uid === -1 ? r.uid : uid,
-      gid: gid === -1 ? r.gid : gid,
-      // the kernel drops the bits on every chown of a non-dir, -1, -1 included
-      mode: typeOf(r.mode) !== T.LNK ? killPriv(creds, r) : r.mode,
-    }))
-  })
+function chownedRecord(creds: Creds, rec: InodeRecord, uid: number, gid: number, path: string): InodeRecord {
+  checkChown(creds, rec, uid, gid, path)
+  return {
+    ...rec,
+    uid: uid === -1 ? rec.uid : uid,
+    gid: gid === -1 ? rec.gid : gid,
+    // the kernel drops the bits on every chown of a non-dir, -1, -1 included
+    mode: typeOf(rec.mode) !== T.LNK ? killPriv(creds, rec) : rec.mode,
+  }
 }
 
 /** utimes: explicit times need ownership; setting both to now needs write access or ownership. */
+function timedRecord(creds: Creds, rec: InodeRecord, change: AttrUpdate, path: string): InodeRecord {
+  const toNow = change.atime === null && change.mtime === null
+  if (!change.timesChecked && !isOwner(creds, rec) && !(toNow && permits(creds, rec, MAY_WRITE))) throw fsError(toNow ? 'EACCES' : 'EPERM', 'utimes', path)
+  const now = nowTimespec()
+  const time = (t: Timespec | null | undefined, kept: Timespec): Timespec => (t === undefined ? kept : t ?? now)
+  return { ...rec, atime: time(change.atime, rec.atime), mtime: time(change.mtime, rec.mtime) }
+}
+
+export async function chmod(ov: Overlay, creds: Creds, path: string, mode: number, follow = true): Promise<void> {
+  await setattr(ov, creds, path, { mode }, follow, 'chmod')
+}
+
+export async function chown(ov: Overlay, creds: Creds, path: string, uid: number, gid: number, follow = true): Promise<void> {
+  await setattr(ov, creds, path, { uid, gid }, follow, 'chown')
+}
+
 export async function utimes(ov: Overlay, creds: Creds, path: string, atime: Timespec | null, mtime: Timespec | null, follow = true): Promise<void> {
-  return ov.env.lock.run(async () => {
-    const node = await ov.resolve(path, creds, 'utimes', follow)
-    const rec = await ov.inodeOf(node)
-    const toNow = atime === null && mtime === null
-    if (!isOwner(creds, rec) && !(toNow && permits(creds, rec, MAY_WRITE))) throw fsError(toNow ? 'EACCES' : 'EPERM', 'utimes', path)
-    const now = nowTimespec()
-    await changeInode(ov, node, 'utimes', (r) => ({ ...r, atime: atime ?? now, mtime: mtime ?? now }))
-  })
+  await setattr(ov, creds, path, { atime, mtime }, follow, 'utimes')
 }
 
 const XATTR_CREATE = 1

@@ -3,7 +3,7 @@ import { ofSnapshot, type ChunkStore } from '../store/chunks.js'
 import type { InodeRecord } from '../store/records.js'
 import type { Creds } from '../types.js'
 import { fsError, type ErrnoCode } from '../errors.js'
-import { T, isDirType, type LowerTree, type OvlNode, type UpperTxn, type UpperWriter } from './node.js'
+import { T, isDirType, joinPath, type LowerTree, type OvlNode, type UpperTxn, type UpperWriter } from './node.js'
 import type { FileData } from './data.js'
 import { Stats } from './stats.js'
 import { FileContent } from '../store/filedata.js'
@@ -13,6 +13,7 @@ import { MAY_EXEC, checkAccess } from './permission.js'
 import type { RedirectConfig } from './redirect.js'
 import type { Mutex } from './lock.js'
 import type { LiveInode } from './live.js'
+import { DentryCache, type NameChanges } from './dcache.js'
 
 export const NAME_MAX = 255
 export const PATH_MAX = 4096
@@ -48,8 +49,26 @@ export class Overlay {
     readonly readOnlyReason: string,
     /** Open inodes, shared by every overlay of the same snapshot. */
     readonly live: Map<number, LiveInode>,
+    /** How the snapshot's names change, where only overlays write its layers: walks keep the dirs they find. */
+    names?: NameChanges,
   ) {
     this.ctx = { upper, lower, redirect }
+    this.dcache = names ? new DentryCache(names) : undefined
+  }
+
+  private readonly dcache?: DentryCache
+
+  /**
+   * A change that can make a walk's cached dir node wrong: a dir removed, renamed or copied up.
+   * Called once the change is committed, so that a walk that read the old state keeps nothing.
+   */
+  namesChanged(): void {
+    this.dcache?.changed()
+  }
+
+  /** Something will write the layers without going through the overlay: walks keep nothing from now on. */
+  bypassDentryCache(): void {
+    this.dcache?.bypass()
   }
 
   /** Set when the snapshot was committed or removed: holders must open it again. */
@@ -151,7 +170,18 @@ export class Overlay {
     if (creds.uid !== 0 && !creds.pathWalked) checkAccess(creds, await this.inodeOf(dir), MAY_EXEC, syscall, path)
   }
 
+  /** `lookup` through the cache of dir nodes, for a walk that began at `generation`. */
+  private async walkStep(parent: OvlNode, name: string, generation: number): Promise<OvlNode | undefined> {
+    const cache = this.dcache
+    if (!cache) return this.lookup(parent, name)
+    const kept = cache.get(joinPath(parent.path, name))
+    if (kept) return kept
+    const found = await this.lookup(parent, name)
+    return found && cache.add(found, generation)
+  }
+
   private async walk(parts: string[], creds: Creds, syscall: string, followLast: boolean, path: string): Promise<OvlNode> {
+    const generation = this.dcache?.generation ?? 0
     let cur = this.root()
     let links = 0
     const queue = [...parts]
@@ -161,7 +191,7 @@ export class Overlay {
       await this.checkDirSearch(cur, creds, syscall, path)
       if (name === '.') continue
       if (name === '..') { cur = cur.parent ?? cur; continue }
-      const child = await this.lookup(cur, name)
+      const child = await this.walkStep(cur, name, generation)
       if (!child) throw fsError('ENOENT', syscall, path)
       if (child.type === T.LNK && (queue.length > 0 || followLast)) {
         if (++links > SYMLOOP_MAX) throw fsError('ELOOP', syscall, path)

@@ -45,6 +45,8 @@ export class Populator {
   constructor(private readonly ov: Overlay, private readonly syscall: string) {
     this.upper = ov.writable(syscall, '/')
     this.pending = new PendingChanges(ov)
+    // the populator writes the layer behind the overlay's walks (its own nodes, its own batches)
+    ov.bypassDentryCache()
   }
 
   root(): OvlNode {

@@ -1,4 +1,4 @@
-import type { FileHandle, SnapshotFs } from '../../engine/index.js'
+import type { AttrChanges, FileHandle, SnapshotFs, Stats } from '../../engine/index.js'
 import { FATTR, GETATTR_FH, attrOut, type Attr, type RequestHeader } from '../kernel.js'
 import { callerCreds } from '../creds.js'
 import type { FuseOps } from '../ops.js'
@@ -8,6 +8,19 @@ import type { AccessIn, GetattrIn, SetattrIn } from '../requests.js'
 const NS = 1_000_000_000n
 /** The time fields of a SETATTR (the kernel's write-back of a writer's times included). */
 const TIME_FIELDS = FATTR.ATIME | FATTR.MTIME | FATTR.CTIME | FATTR.ATIME_NOW | FATTR.MTIME_NOW
+
+/**
+ * The times of a SETATTR, each as given or as now (null); one left out is kept. The kernel has
+ * checked the caller's right to set them (default_permissions), and with the writeback cache it
+ * also sends the times it kept for a writer, who may write but not set times on a file it does
+ * not own: the engine is told they were checked.
+ */
+function times(r: SetattrIn): AttrChanges {
+  if (!(r.valid & (FATTR.ATIME | FATTR.MTIME))) return {}
+  const atime = r.valid & FATTR.ATIME_NOW ? null : r.valid & FATTR.ATIME ? r.atime * NS + BigInt(r.atimensec) : undefined
+  const mtime = r.valid & FATTR.MTIME_NOW ? null : r.valid & FATTR.MTIME ? r.mtime * NS + BigInt(r.mtimensec) : undefined
+  return { atime, mtime, timesChecked: true }
+}
 
 /** Attributes for a reply about a regular file that no longer exists: nothing of it is kept. */
 function goneFile(ino: number): Attr {
@@ -29,18 +42,25 @@ export class InodeHandlers {
     return attrOut(toAttr(st), this.ops.cache.attrTimeout)
   }
 
-  /** chown, chmod, truncate, utimes, in that order, as `valid` asks; answers with the attributes after. */
+  /**
+   * chown, chmod, truncate, utimes, in that order, as `valid` asks; answers with the attributes
+   * after. Without a truncate, one engine call makes every change and answers the attributes.
+   */
   async setattr(h: RequestHeader, r: SetattrIn): Promise<Buffer> {
     const fs = await this.ops.fsFor(h)
     const path = this.ops.nodes.path(h.nodeid)
     const file = r.valid & FATTR.FH ? this.ops.openFiles.get(r.fh) : path === null ? this.ops.openFiles.ofNode(h.nodeid) : undefined
     if (path === null) return this.setattrNameless(h, r, file)
-    // -1: the id the request leaves as it is
-    if (r.valid & (FATTR.UID | FATTR.GID)) await fs.lchown(path, r.valid & FATTR.UID ? r.uid : -1, r.valid & FATTR.GID ? r.gid : -1)
-    if (r.valid & FATTR.MODE) await fs.chmod(path, r.mode & 0o7777)
-    if (r.valid & FATTR.SIZE) await this.truncate(h, file ?? { fs, path }, r.size)
-    if (r.valid & (FATTR.ATIME | FATTR.MTIME)) await this.utimes(path, r)
-    const st = await fs.lstat(path)
+    const owner = r.valid & (FATTR.UID | FATTR.GID) ? { uid: r.valid & FATTR.UID ? r.uid : -1, gid: r.valid & FATTR.GID ? r.gid : -1 } : {}
+    const mode = r.valid & FATTR.MODE ? { mode: r.mode & 0o7777 } : {}
+    let st: Stats
+    if (r.valid & FATTR.SIZE) {
+      if (r.valid & (FATTR.UID | FATTR.GID | FATTR.MODE)) await fs.setattr(path, { ...owner, ...mode })
+      await this.truncate(h, file ?? { fs, path }, r.size)
+      st = await fs.setattr(path, times(r))
+    } else {
+      st = await fs.setattr(path, { ...owner, ...mode, ...times(r) })
+    }
     await this.ops.changedThrough(h.nodeid)
     return attrOut(toAttr(st), this.ops.cache.attrTimeout)
   }
@@ -75,18 +95,4 @@ export class InodeHandlers {
     else await target.fs.truncate(target.path, size)
   }
 
-  /**
-   * Each time as given, as now (null), or as it was when `valid` leaves it out; set as the mount
-   * itself: the kernel has checked the caller's right to set these times (default_permissions),
-   * and with the writeback cache it also sends the times it kept for a writer, who may write
-   * but not set times on a file it does not own.
-   */
-  private async utimes(path: string, r: SetattrIn): Promise<void> {
-    const fs = this.ops.root
-    // a time left out is kept as it is: only then is it read
-    const st = r.valid & FATTR.ATIME && r.valid & FATTR.MTIME ? undefined : await fs.lstat(path)
-    const at = r.valid & FATTR.ATIME_NOW ? null : r.valid & FATTR.ATIME ? r.atime * NS + BigInt(r.atimensec) : st!.atimeNs
-    const mt = r.valid & FATTR.MTIME_NOW ? null : r.valid & FATTR.MTIME ? r.mtime * NS + BigInt(r.mtimensec) : st!.mtimeNs
-    await fs.lutimes(path, at, mt)
-  }
 }
