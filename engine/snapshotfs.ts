@@ -258,12 +258,15 @@ export class SnapshotFs {
   /**
    * Several attribute changes of `path` itself (a symlink is not followed) in one step, as one
    * setattr(2): owner, then mode, then times, written together. Answers the attributes after.
+   * `open`: a file open on `path`, through which the change is made without walking the path
+   * when its inode is in the upper layer (a server that knows which open file a name is).
    */
-  async setattr(path: string, change: AttrChanges): Promise<Stats> {
+  async setattr(path: string, change: AttrChanges, opts: { open?: FileHandle } = {}): Promise<Stats> {
     const ov = await this.ov()
     const time = (t: TimeArg | null | undefined): Timespec | null | undefined => (t === undefined || t === null ? t : toTimespec(t, path))
     const update = { ...change, atime: time(change.atime), mtime: time(change.mtime) }
-    return ov.statsOf(await setattr(ov, this.creds, path, update, false), this.dev)
+    const done = await opts.open?.setattrOpen(update, this.creds)
+    return done ?? ov.statsOf(await setattr(ov, this.creds, path, update, false), this.dev)
   }
 
   /** Times in seconds, Dates, or bigint nanoseconds; null sets now. */

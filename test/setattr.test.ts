@@ -58,4 +58,57 @@ describe('setattr', () => {
     const st = await fs.setattr('/f', { uid: -1, gid: -1 })
     assert.equal(st.mode & 0o7777, 0o755)
   }))
+
+  test('a chmod copies a lower file up as a copy: the upper layer adds no data', () => withStore(async (store) => {
+    await store.prepare('b')
+    await store.fs('b').writeFile('/f', Buffer.alloc(200_000, 7))
+    await store.commit('base', 'b')
+    await store.prepare('a', 'base')
+    const fs = store.fs('a')
+    await fs.setattr('/f', { mode: 0o600, mtime: 5n })
+    assert.equal((await store.usage('a')).size, 0)
+    assert.equal((await fs.readFile('/f')).length, 200_000)
+  }))
+
+  test('through an open file: the same change, seen by path, and by path again once renamed', () => withStore(async (store) => {
+    await store.prepare('a')
+    const fs = store.fs('a')
+    await fs.writeFile('/f', 'data')
+    const fh = await fs.open('/f', 'r+')
+    try {
+      const st = await fs.setattr('/f', { mode: 0o600, mtime: 7n }, { open: fh })
+      assert.deepEqual([st.mode & 0o777, st.mtimeNs], [0o600, 7n])
+      assert.deepEqual([(await fs.lstat('/f')).mode & 0o777, (await fs.lstat('/f')).mtimeNs], [0o600, 7n])
+      await fs.rename('/f', '/g')
+      await fs.setattr('/g', { mode: 0o640 }, { open: fh })
+      assert.equal((await fs.lstat('/g')).mode & 0o777, 0o640)
+      await rejectsWith(fs.lstat('/f'), 'ENOENT', '/f')
+    } finally {
+      await fh.close()
+    }
+  }))
+
+  test('through an open file that is not in the upper layer or has no name: by path, as without it', () => withStore(async (store) => {
+    await store.prepare('b')
+    await store.fs('b').writeFile('/low', 'lower')
+    await store.commit('base', 'b')
+    await store.prepare('a', 'base')
+    const fs = store.fs('a')
+    const low = await fs.open('/low', 'r')
+    try {
+      await fs.setattr('/low', { mode: 0o600 }, { open: low })
+      assert.equal((await fs.lstat('/low')).mode & 0o777, 0o600)
+    } finally {
+      await low.close()
+    }
+    await fs.writeFile('/gone', 'x')
+    const gone = await fs.open('/gone', 'r+')
+    try {
+      await fs.unlink('/gone')
+      await rejectsWith(fs.setattr('/gone', { mode: 0o600 }, { open: gone }), 'ENOENT', '/gone')
+    } finally {
+      await gone.close()
+    }
+    assert.deepEqual(await fs.readdir('/'), ['low'])
+  }))
 })

@@ -5,6 +5,7 @@ import { T, isDirType, joinPath, type OvlNode } from './node.js'
 import { lookupChild } from './namei.js'
 import { MAY_READ, MAY_WRITE, checkAccess, killPriv } from './permission.js'
 import { copyUp } from './copyup.js'
+import { setattrOpen, xattrValue, type AttrUpdate } from './inode.js'
 import { createNode } from './dir.js'
 import { LiveInode } from './live.js'
 import { Stats } from './stats.js'
@@ -124,6 +125,26 @@ export class FileHandle {
       return length > 0 && mode !== undefined && mode !== rec.mode
     })
     return { bytesWritten: length, buffer, setIdCleared }
+  }
+
+  /**
+   * Attribute changes made through the open inode, with no walk of a path, when it is in the
+   * upper layer and still has a name: answers the attributes after, or undefined when the
+   * change must go by path (a copy-up first, or an unlinked file). Used by `SnapshotFs.setattr`.
+   */
+  async setattrOpen(change: AttrUpdate, creds: Creds): Promise<Stats | undefined> {
+    if (this.closed || this.dir || this.ov.retired) return undefined
+    const rec = await setattrOpen(this.ov, creds, this.live, change)
+    return rec && new Stats(this.dev, this.live.ino, rec, rec.nlink)
+  }
+
+  /**
+   * fgetxattr(2): read from the open inode, with no walk of its path. `creds`: who asks, when
+   * not the opener (a FUSE request on the node).
+   */
+  async getxattr(name: string, creds: Creds = this.creds): Promise<Buffer> {
+    if (this.closed) throw fsError('EBADF', 'getxattr', this.path)
+    return xattrValue(creds, this.dir ? await this.ov.inodeOf(this.dir) : await this.live.current(), name, this.path)
   }
 
   async truncate(len = 0, creds: Creds = this.creds): Promise<void> {

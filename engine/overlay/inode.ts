@@ -8,6 +8,7 @@ import { copyUp } from './copyup.js'
 import { writeInode } from './update.js'
 import { isOverlayPrivateXattr } from './whiteout.js'
 import type { Overlay } from './overlay.js'
+import type { LiveInode } from './live.js'
 
 /**
  * Attribute and xattr changes (the kernel's fs/overlayfs/inode.c): each copies the inode up
@@ -23,12 +24,7 @@ async function changeInode(ov: Overlay, node: OvlNode, syscall: string, change: 
   await txn.commit()
 }
 
-/**
- * What one setattr changes; a field left out stays as it is. A time given as null is set to now.
- * `timesChecked`: the caller's right to set these times was checked already (by the kernel, for
- * a FUSE request: with the writeback cache it also writes back the times it kept for a writer,
- * who may write the file but not set its times).
- */
+/** What one setattr changes (see AttrChanges of SnapshotFs); times as timespecs, null for now. */
 export interface AttrUpdate {
   /** A chown with either id given, -1 leaving that one as it is (a chown of -1, -1 still drops set-id bits). */
   uid?: number
@@ -39,6 +35,9 @@ export interface AttrUpdate {
   timesChecked?: boolean
 }
 
+/** The fields of an inode record that a setattr sets. */
+type AttrFields = Partial<Pick<InodeRecord, 'uid' | 'gid' | 'mode' | 'atime' | 'mtime'>>
+
 /**
  * Changes attributes as setattr(2) does, in the kernel's order: owner, then mode, then times,
  * each checked against the record the change before left, all written as one record. Answers
@@ -47,37 +46,66 @@ export interface AttrUpdate {
 export async function setattr(ov: Overlay, creds: Creds, path: string, change: AttrUpdate, follow: boolean, syscall = 'setattr'): Promise<OvlNode> {
   return ov.env.lock.run(async () => {
     const node = await ov.resolve(path, creds, syscall, follow)
-    const before = await ov.inodeOf(node)
-    let rec = before
-    if (change.uid !== undefined || change.gid !== undefined) rec = chownedRecord(creds, rec, change.uid ?? -1, change.gid ?? -1, path)
-    if (change.mode !== undefined) {
-      if (node.type === T.LNK) throw fsError('ENOTSUP', 'chmod', path)
-      rec = { ...rec, mode: chmodResult(creds, rec, change.mode, path) }
-    }
-    if (change.atime !== undefined || change.mtime !== undefined) rec = timedRecord(creds, rec, change, path)
-    if (rec !== before) await changeInode(ov, node, syscall, () => rec)
+    const fields = attrFields(creds, await ov.inodeOf(node), node.type, change, path)
+    // set on the record after copy-up, which keeps what the copy changed (copiedFrom, no origin)
+    if (fields) await changeInode(ov, node, syscall, (r) => ({ ...r, ...fields }))
     return node
   })
 }
 
-function chownedRecord(creds: Creds, rec: InodeRecord, uid: number, gid: number, path: string): InodeRecord {
+/**
+ * `setattr` of an inode open in the upper layer, with no walk of its path: answers the record
+ * after, or undefined when the inode is not in the upper layer or has no name left (the caller
+ * goes by its path then, which copies up or fails as a path does).
+ */
+export async function setattrOpen(ov: Overlay, creds: Creds, live: LiveInode, change: AttrUpdate): Promise<InodeRecord | undefined> {
+  return ov.env.lock.run(async () => {
+    const rec = await live.current()
+    if (!live.inUpper || rec.nlink === 0 || ov.live.get(live.ino) !== live || !ov.upper) return undefined
+    const fields = attrFields(creds, rec, typeOf(rec.mode), change, live.path)
+    if (fields) {
+      const txn = ov.txn()
+      writeInode(ov, txn, live.ino, { ...rec, ...fields, ctime: nowTimespec() })
+      await txn.commit()
+    }
+    return live.current()
+  })
+}
+
+/** The fields a setattr sets on `rec` (undefined: none), each step checked on the one before. */
+function attrFields(creds: Creds, rec: InodeRecord, type: number, change: AttrUpdate, path: string): AttrFields | undefined {
+  let fields: AttrFields | undefined
+  let cur = rec
+  if (change.uid !== undefined || change.gid !== undefined) {
+    fields = chownFields(creds, cur, change.uid ?? -1, change.gid ?? -1, type, path)
+    cur = { ...cur, ...fields }
+  }
+  if (change.mode !== undefined) {
+    if (type === T.LNK) throw fsError('ENOTSUP', 'chmod', path)
+    fields = { ...fields, mode: chmodResult(creds, cur, change.mode, path) }
+    cur = { ...cur, ...fields }
+  }
+  if (change.atime !== undefined || change.mtime !== undefined) fields = { ...fields, ...timeFields(creds, cur, change, path) }
+  return fields
+}
+
+function chownFields(creds: Creds, rec: InodeRecord, uid: number, gid: number, type: number, path: string): AttrFields {
   checkChown(creds, rec, uid, gid, path)
   return {
-    ...rec,
     uid: uid === -1 ? rec.uid : uid,
     gid: gid === -1 ? rec.gid : gid,
     // the kernel drops the bits on every chown of a non-dir, -1, -1 included
-    mode: typeOf(rec.mode) !== T.LNK ? killPriv(creds, rec) : rec.mode,
+    mode: type !== T.LNK ? killPriv(creds, rec) : rec.mode,
   }
 }
 
 /** utimes: explicit times need ownership; setting both to now needs write access or ownership. */
-function timedRecord(creds: Creds, rec: InodeRecord, change: AttrUpdate, path: string): InodeRecord {
+function timeFields(creds: Creds, rec: InodeRecord, change: AttrUpdate, path: string): AttrFields {
   const toNow = change.atime === null && change.mtime === null
   if (!change.timesChecked && !isOwner(creds, rec) && !(toNow && permits(creds, rec, MAY_WRITE))) throw fsError(toNow ? 'EACCES' : 'EPERM', 'utimes', path)
   const now = nowTimespec()
   const time = (t: Timespec | null | undefined, kept: Timespec): Timespec => (t === undefined ? kept : t ?? now)
-  return { ...rec, atime: time(change.atime, rec.atime), mtime: time(change.mtime, rec.mtime) }
+  return { atime: time(change.atime, rec.atime), mtime: time(change.mtime, rec.mtime) }
 }
 
 export async function chmod(ov: Overlay, creds: Creds, path: string, mode: number, follow = true): Promise<void> {
@@ -125,7 +153,12 @@ function checkXattrAccess(creds: Creds, rec: InodeRecord, name: string, write: b
 export async function getxattr(ov: Overlay, creds: Creds, path: string, name: string, follow = true): Promise<Buffer> {
   const node = await ov.resolve(path, creds, 'getxattr', follow)
   checkXattrName(name, 'getxattr', path)
-  const rec = await ov.inodeOf(node)
+  return xattrValue(creds, await ov.inodeOf(node), name, path)
+}
+
+/** The value of xattr `name` of the inode `rec` (named `path` in errors) as `creds` may read it. */
+export function xattrValue(creds: Creds, rec: InodeRecord, name: string, path: string): Buffer {
+  checkXattrName(name, 'getxattr', path)
   checkXattrAccess(creds, rec, name, false, 'getxattr', path)
   const v = rec.xattrs?.[name]
   if (v === undefined) throw fsError('ENODATA', 'getxattr', path, `no xattr '${name}'`)

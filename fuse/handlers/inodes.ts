@@ -59,7 +59,7 @@ export class InodeHandlers {
       await this.truncate(h, file ?? { fs, path }, r.size)
       st = await fs.setattr(path, times(r))
     } else {
-      st = await fs.setattr(path, { ...owner, ...mode, ...times(r) })
+      st = await fs.setattr(path, { ...owner, ...mode, ...times(r) }, { open: file ?? this.ops.openFiles.ofNode(h.nodeid) })
     }
     await this.ops.changedThrough(h.nodeid)
     return attrOut(toAttr(st), this.ops.cache.attrTimeout)

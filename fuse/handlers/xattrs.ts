@@ -16,9 +16,17 @@ const SELINUX_ACTIVE = existsSync('/sys/fs/selinux/enforce')
 export class XattrHandlers {
   constructor(private readonly ops: FuseOps) {}
 
+  /**
+   * Through a file open on the node when there is one: the kernel asks for security.capability
+   * before the first write to an open file and at each chown, and the open inode answers without
+   * a walk of its path.
+   */
   async getxattr(h: RequestHeader, r: GetxattrIn): Promise<Buffer> {
     try {
-      return sized(await (await this.ops.fsFor(h)).getxattr(this.ops.pathOf(h.nodeid), r.name, { follow: false }), r.size)
+      const path = this.ops.pathOf(h.nodeid)
+      const file = this.ops.openFiles.ofNode(h.nodeid)
+      const fs = await this.ops.fsFor(h)
+      return sized(file ? await file.getxattr(r.name, fs.creds) : await fs.getxattr(path, r.name, { follow: false }), r.size)
     } catch (err) {
       if (r.name === SELINUX_XATTR && !SELINUX_ACTIVE && codeOf(err) === 'ENODATA') throw fail('ENOTSUP')
       throw err
