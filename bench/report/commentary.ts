@@ -133,8 +133,10 @@ export const WORKLOAD_NOTES: WorkloadNotes[] = [
       "(at the first write and at chown), four SETATTRs (owner, mode, times, and the times the kernel writes back at close), the " +
       "flush and the release; every file rm removes is a lookup and an unlink. fuse-overlayfs receives as many requests per file " +
       "and answers each with a few host system calls in C. Strata's daemon answers each in JavaScript on one thread: it finds the " +
-      "node's path, walks it from the root through the layers, reads and writes the records the request changes, and that work, " +
-      "more than the round trip itself, is most of what a request costs (the daemon's request statistics show it per opcode). Strata over " +
+      "node's path and resolves it (over store layers through the directories earlier walks kept; over directory layers with a " +
+      "host lstat per directory, which can change under the mount), or goes through the file open on the node, reads and writes " +
+      "the records the request changes, and that work and the round trip itself each make up about half of what a request costs " +
+      "(the daemon's request statistics show it per opcode). Strata over " +
       "store layers keeps names, inodes and chunk references as LevelDB " +
       "records (answered before they land, see docs/format.md, Durability) and file data in its chunk store; over directory layers " +
       "it writes its upper directory in the kernel's format. The read-back runs right after the untar, so it measures how much of " +
