@@ -45,6 +45,9 @@ function toTimespec(t: TimeArg, path: string): Timespec {
   return fromNs(BigInt(Math.round(t * 1e9)))
 }
 
+/** As toTimespec, with null (now) kept. */
+const timeOrNow = (t: TimeArg | null, path: string): Timespec | null => (t === null ? null : toTimespec(t, path))
+
 /** An open directory: its names as they were when it was opened, for the life of the handle. */
 export class DirHandle implements AsyncIterable<Dirent> {
   private pos = 0
@@ -263,7 +266,7 @@ export class SnapshotFs {
    */
   async setattr(path: string, change: AttrChanges, opts: { open?: FileHandle } = {}): Promise<Stats> {
     const ov = await this.ov()
-    const time = (t: TimeArg | null | undefined): Timespec | null | undefined => (t === undefined || t === null ? t : toTimespec(t, path))
+    const time = (t: TimeArg | null | undefined): Timespec | null | undefined => (t === undefined ? t : timeOrNow(t, path))
     const update = { ...change, atime: time(change.atime), mtime: time(change.mtime) }
     const done = await opts.open?.setattrOpen(update, this.creds)
     return done ?? ov.statsOf(await setattr(ov, this.creds, path, update, false), this.dev)
@@ -271,10 +274,10 @@ export class SnapshotFs {
 
   /** Times in seconds, Dates, or bigint nanoseconds; null sets now. */
   async utimes(path: string, atime: TimeArg | null, mtime: TimeArg | null): Promise<void> {
-    return utimes(await this.ov(), this.creds, path, atime === null ? null : toTimespec(atime, path), mtime === null ? null : toTimespec(mtime, path), true)
+    return utimes(await this.ov(), this.creds, path, timeOrNow(atime, path), timeOrNow(mtime, path), true)
   }
   async lutimes(path: string, atime: TimeArg | null, mtime: TimeArg | null): Promise<void> {
-    return utimes(await this.ov(), this.creds, path, atime === null ? null : toTimespec(atime, path), mtime === null ? null : toTimespec(mtime, path), false)
+    return utimes(await this.ov(), this.creds, path, timeOrNow(atime, path), timeOrNow(mtime, path), false)
   }
 
   async getxattr(path: string, name: string, opts: { follow?: boolean } = {}): Promise<Buffer> {

@@ -8,6 +8,8 @@ import { fail } from './replies.js'
 export class OpenFiles {
   private readonly files = new Map<number, FileHandle>()
   private readonly fileNode = new Map<number, number>()
+  /** The fhs open on each nodeid: GETXATTR and SETATTR look for one on every request. */
+  private readonly nodeFiles = new Map<number, Set<number>>()
   private nextFh = 1
 
   /** A new fh for `file`; directories draw theirs from the same count (`newFh`). */
@@ -15,6 +17,9 @@ export class OpenFiles {
     const fh = this.newFh()
     this.files.set(fh, file)
     this.fileNode.set(fh, nodeid)
+    const fhs = this.nodeFiles.get(nodeid)
+    if (fhs) fhs.add(fh)
+    else this.nodeFiles.set(nodeid, new Set([fh]))
     return fh
   }
 
@@ -34,17 +39,23 @@ export class OpenFiles {
     return this.files.get(fh)
   }
 
-  /** Any open file of a node, for requests on a node whose names are all gone. */
+  /** Any open file of a node: for requests on a node whose names are all gone, or that the open inode answers without a walk. */
   ofNode(nodeid: number): FileHandle | undefined {
-    for (const [fh, node] of this.fileNode) if (node === nodeid) return this.files.get(fh)
+    const fhs = this.nodeFiles.get(nodeid)
+    if (!fhs) return undefined
+    for (const fh of fhs) return this.files.get(fh)
     return undefined
   }
 
   /** Forgets `fh`; the caller closes the file it returns. */
   released(fh: number): FileHandle | undefined {
     const file = this.files.get(fh)
+    const nodeid = this.fileNode.get(fh)
     this.files.delete(fh)
     this.fileNode.delete(fh)
+    const fhs = nodeid === undefined ? undefined : this.nodeFiles.get(nodeid)
+    fhs?.delete(fh)
+    if (fhs?.size === 0) this.nodeFiles.delete(nodeid!)
     return file
   }
 
@@ -53,6 +64,7 @@ export class OpenFiles {
     const files = [...this.files.values()]
     this.files.clear()
     this.fileNode.clear()
+    this.nodeFiles.clear()
     return files
   }
 }
