@@ -139,8 +139,9 @@ async function main(): Promise<void> {
   const cleanup = (): Promise<void> => (cleaning ??= (async () => {
     for (const s of stacks) await s.close().catch((err: Error) => log(`closing ${s.name}: ${err.message}`))
     await dropEngineStores()
-    await rm(run, { recursive: true, force: true }).catch(() => {})
-    if (!opts.keep) for (const p of [data.path, join(scratchFs.path, 'data.json')]) await rm(p, { recursive: true, force: true }).catch(() => {})
+    // an image that is not kept goes whole with what it holds: nothing in it is removed first
+    if (opts.hostFs || opts.keep) await rm(run, { recursive: true, force: true }).catch(() => {})
+    if (opts.hostFs && !opts.keep) for (const p of [data.path, join(scratchFs.path, 'data.json')]) await rm(p, { recursive: true, force: true }).catch(() => {})
     await scratchFs.close().catch((err: Error) => log(`unmounting the scratch file system: ${err.message}`))
   })())
   const onSignal = (signal: NodeJS.Signals): void => {
