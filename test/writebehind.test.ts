@@ -98,6 +98,37 @@ describe('write-behind', () => {
     })
   })
 
+  test('batches queued together are written as one, each key with its last write only', async () => {
+    await withStore(async (store) => {
+      const db = store.db
+      const level = (db as unknown as { level: { batch(): { put(k: string, v: Buffer): unknown; del(k: string): unknown } } }).level
+      const g = gate(db)
+      const written: string[][] = []
+      const gated = level.batch.bind(level)
+      level.batch = () => {
+        const b = gated()
+        const ops: string[] = []
+        written.push(ops)
+        const [put, del] = [b.put.bind(b), b.del.bind(b)]
+        b.put = (k, v) => { if (k.startsWith('T/')) ops.push(`${k}=${decode<string>(v)}`); return put(k, v) }
+        b.del = (k) => { if (k.startsWith('T/')) ops.push(`${k} deleted`); return del(k) }
+        return b
+      }
+      await put(db, { 'T/held': 'h' })
+      // these queue up behind it (in its batch, gathered for a moment, or in the next)
+      await put(db, { 'T/a': 'a1', 'T/b': 'b1' })
+      await put(db, { 'T/a': 'a2', 'T/c': 'c1' })
+      await put(db, { 'T/b': null, 'T/c': 'c2' })
+      await put(db, { 'T/a': 'a3', 'T/b': 'b3' })
+      g.release()
+      await db.syncLog()
+      assert.deepEqual(written.flat(), ['T/held=h', 'T/a=a3', 'T/b=b3', 'T/c=c2'], 'no superseded write reached LevelDB')
+      assert.equal(g.stored('T/a')?.equals(encode('a3')), true)
+      assert.equal(g.stored('T/b')?.equals(encode('b3')), true)
+      assert.equal(g.stored('T/c')?.equals(encode('c2')), true)
+    })
+  })
+
   test('keys compare as LevelDB orders them (UTF-8 bytes)', () => {
     const keys = ['a', '\uffff', '\u{1F600}', '\ue000', 'ab', '\u00e9', '\ud7ff']
     const bytes = [...keys].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)))

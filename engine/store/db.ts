@@ -5,7 +5,7 @@ import { decode, encode } from './codec.js'
 import { FORMAT_KEY, chunkKey, packedKey, prefixRange } from './keys.js'
 import { Packs, encodePointer, type PackPointer } from './packs.js'
 import { checkBeforeOpen, refuseUnindexedPacks } from './opencheck.js'
-import { Unlanded, mergeQueued, type BatchOp } from './unlanded.js'
+import { Unlanded, lastOpPerKey, mergeQueued, type BatchOp } from './unlanded.js'
 import { DecodedCache, NOT_CACHED } from './decodedcache.js'
 import { ScanCache } from './scancache.js'
 import { FsError, StoreError, isCode } from '../errors.js'
@@ -393,11 +393,9 @@ export class Db {
     try {
       // a chained batch: cheaper than LevelDB's array form for the few records of most writes
       const batch = this.level.batch()
-      for (const w of group) {
-        for (const op of w.ops) {
-          if (op.type === 'put') batch.put(op.key, op.value)
-          else batch.del(op.key)
-        }
+      for (const op of lastOpPerKey(group.map((w) => w.ops))) {
+        if (op.type === 'put') batch.put(op.key, op.value)
+        else batch.del(op.key)
       }
       await batch.write({ sync: group.some((w) => w.sync) })
       return undefined

@@ -43,6 +43,19 @@ export class Unlanded {
 }
 
 /**
+ * The writes of several batches as one batch: a key written more than once keeps only its last
+ * op. The batches are written together, atomically, so LevelDB ends with the same contents; an
+ * operation's writes (a file's record rewritten by each of tar's chown, chmod and utimes, a
+ * directory's record by every name made in it) come one after another, and most of a group's
+ * writes replace one written a moment before.
+ */
+export function lastOpPerKey(batches: ReadonlyArray<readonly BatchOp[]>): BatchOp[] {
+  const byKey = new Map<string, BatchOp>()
+  for (const ops of batches) for (const op of ops) byKey.set(op.key, op)
+  return [...byKey.values()]
+}
+
+/**
  * Orders keys as LevelDB does: by their UTF-8 bytes, which is code point order. JavaScript's `<`
  * compares UTF-16 code units, which puts U+E000..U+FFFF after the surrogates of higher code
  * points; shifting the two ranges past each other gives code point order.
