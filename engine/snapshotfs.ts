@@ -7,7 +7,7 @@ import { T, isDirType, joinPath, typeOf } from './overlay/node.js'
 import type { Overlay } from './overlay/overlay.js'
 import { readMergedDir } from './overlay/readdir.js'
 import { createNode, link, rename, rmdir, unlink } from './overlay/dir.js'
-import { chmod, chown, getxattr, listxattr, removexattr, setattr, setxattr, utimes } from './overlay/inode.js'
+import { chmod, chown, findxattr, getxattr, listxattr, removexattr, setattr, setxattr, utimes } from './overlay/inode.js'
 import { FileHandle, openFile, type OpenFlags, type OpenOptions } from './overlay/file.js'
 import { copyUpBreaksLink } from './overlay/copyup.js'
 import { Dirent, Stats, fromNs } from './overlay/stats.js'
@@ -282,6 +282,14 @@ export class SnapshotFs {
 
   async getxattr(path: string, name: string, opts: { follow?: boolean } = {}): Promise<Buffer> {
     return getxattr(await this.ov(), this.creds, path, name, opts.follow ?? true)
+  }
+  /**
+   * `getxattr` that answers undefined where it would fail with ENODATA (no such xattr, or one
+   * hidden from the caller), for callers that mostly ask for names that are not there: the
+   * kernel asks a FUSE server for security.capability before each write and at each chown.
+   */
+  async findxattr(path: string, name: string, opts: { follow?: boolean } = {}): Promise<Buffer | undefined> {
+    return findxattr(await this.ov(), this.creds, path, name, opts.follow ?? true)
   }
   async listxattr(path: string, opts: { follow?: boolean } = {}): Promise<string[]> {
     return listxattr(await this.ov(), this.creds, path, opts.follow ?? true)

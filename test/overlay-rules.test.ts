@@ -854,6 +854,36 @@ describe('permissions', () => {
     await rejectsWith(fs.setxattr('/link', 'user.x', 'v', 0, { follow: false }), 'EPERM', '/link')
     await rejectsWith(u.setxattr('/link', 'user.x', 'v', 0, { follow: false }), 'EPERM', '/link')
   }))
+
+  test('findxattr answers undefined wherever getxattr fails with ENODATA, and fails as it does otherwise', () => withStore(async (store) => {
+    const fs = await active(store, 'a')
+    await fs.writeFile('/f', 'f')
+    await fs.chmod('/f', 0o600)
+    await fs.symlink('/f', '/link')
+    await fs.setxattr('/f', 'trusted.x', 'root only')
+    await fs.setxattr('/f', 'user.y', 'y')
+    const u = store.fs('a', { creds: user })
+    const h = await fs.open('/f', 'r')
+    const cases: Array<[SnapshotFs, string, string, { follow?: boolean }]> = [
+      [fs, '/f', 'user.y', {}], [fs, '/f', 'user.none', {}], [fs, '/f', 'security.capability', {}],
+      [u, '/f', 'trusted.x', {}], [fs, '/link', 'user.y', { follow: false }], [fs, '/link', 'user.y', {}],
+      [fs, '/f', 'trusted.x', {}],
+    ]
+    for (const [who, path, name, opts] of cases) {
+      const found = await who.findxattr(path, name, opts)
+      const got = await who.getxattr(path, name, opts).catch((err: { code?: string }) => err.code)
+      assert.deepEqual(found?.toString() ?? 'ENODATA', Buffer.isBuffer(got) ? got.toString() : got, `${name} of ${path}`)
+    }
+    assert.equal((await h.findxattr('user.y'))?.toString(), 'y')
+    assert.equal(await h.findxattr('security.capability'), undefined)
+    assert.equal(await h.findxattr('trusted.x', { uid: 1000, gid: 1000 }), undefined, 'hidden from others')
+    // failures other than a missing xattr stay failures
+    await rejectsWith(u.findxattr('/f', 'user.y'), 'EACCES', '/f')
+    await rejectsWith(fs.findxattr('/f', 'bogus.name'), 'ENOTSUP', '/f')
+    await rejectsWith(fs.findxattr('/missing', 'user.y'), 'ENOENT', '/missing')
+    await h.close()
+    await rejectsWith(h.findxattr('user.y'), 'EBADF', '/f')
+  }))
 })
 
 describe('open(2) of a directory', () => {

@@ -1,11 +1,12 @@
 import { constants } from 'node:fs'
 import type { Creds } from '../types.js'
+import type { InodeRecord } from '../store/records.js'
 import { fsError } from '../errors.js'
 import { T, isDirType, joinPath, type OvlNode } from './node.js'
 import { lookupChild } from './namei.js'
 import { MAY_READ, MAY_WRITE, checkAccess, killPriv } from './permission.js'
 import { copyUp } from './copyup.js'
-import { setattrOpen, xattrValue, type AttrUpdate } from './inode.js'
+import { findXattrValue, setattrOpen, xattrValue, type AttrUpdate } from './inode.js'
 import { createNode } from './dir.js'
 import { LiveInode } from './live.js'
 import { Stats } from './stats.js'
@@ -143,8 +144,18 @@ export class FileHandle {
    * not the opener (a FUSE request on the node).
    */
   async getxattr(name: string, creds: Creds = this.creds): Promise<Buffer> {
-    if (this.closed) throw fsError('EBADF', 'getxattr', this.path)
-    return xattrValue(creds, this.dir ? await this.ov.inodeOf(this.dir) : await this.live.current(), name, this.path)
+    return xattrValue(creds, await this.record('getxattr'), name, this.path)
+  }
+
+  /** `getxattr` that answers undefined where it would fail with ENODATA (see SnapshotFs.findxattr). */
+  async findxattr(name: string, creds: Creds = this.creds): Promise<Buffer | undefined> {
+    return findXattrValue(creds, await this.record('getxattr'), name, this.path)
+  }
+
+  /** The inode as it is now, unflushed changes included. */
+  private async record(syscall: string): Promise<InodeRecord> {
+    if (this.closed) throw fsError('EBADF', syscall, this.path)
+    return this.dir ? this.ov.inodeOf(this.dir) : this.live.current()
   }
 
   async truncate(len = 0, creds: Creds = this.creds): Promise<void> {

@@ -135,15 +135,23 @@ function checkXattrName(name: string, syscall: string, path: string): void {
   if (isOverlayPrivateXattr(name)) throw fsError('ENOTSUP', syscall, path, `xattr '${name}' is reserved for the overlay`)
 }
 
+/**
+ * An xattr the caller cannot see at all: getxattr(2) answers it as absent (ENODATA), and
+ * setxattr(2) refuses it (EPERM). trusted.* is root's; user.* lives on files and dirs only.
+ */
+function hiddenXattr(creds: Creds, rec: InodeRecord, name: string): boolean {
+  if (name.startsWith('trusted.')) return creds.uid !== 0
+  if (!name.startsWith('user.')) return false
+  const t = typeOf(rec.mode)
+  return t !== T.REG && t !== T.DIR
+}
+
 /** Who may read or write an xattr, by namespace (xattr(7)). */
 function checkXattrAccess(creds: Creds, rec: InodeRecord, name: string, write: boolean, syscall: string, path: string): void {
-  if (name.startsWith('trusted.')) {
-    if (creds.uid !== 0) throw fsError(write ? 'EPERM' : 'ENODATA', syscall, path)
-    return
-  }
+  if (hiddenXattr(creds, rec, name)) throw fsError(write ? 'EPERM' : 'ENODATA', syscall, path)
+  if (name.startsWith('trusted.')) return
   if (name.startsWith('user.')) {
     const t = typeOf(rec.mode)
-    if (t !== T.REG && t !== T.DIR) throw fsError(write ? 'EPERM' : 'ENODATA', syscall, path)
     if (write && rec.mode & 0o1000 && t === T.DIR && !isOwner(creds, rec)) throw fsError('EPERM', syscall, path)
   }
   if (write && name.startsWith('security.') && creds.uid !== 0) throw fsError('EPERM', syscall, path)
@@ -151,17 +159,28 @@ function checkXattrAccess(creds: Creds, rec: InodeRecord, name: string, write: b
 }
 
 export async function getxattr(ov: Overlay, creds: Creds, path: string, name: string, follow = true): Promise<Buffer> {
-  const node = await ov.resolve(path, creds, 'getxattr', follow)
-  return xattrValue(creds, await ov.inodeOf(node), name, path)
+  return xattrValue(creds, await ov.inodeOf(await ov.resolve(path, creds, 'getxattr', follow)), name, path)
+}
+
+/** `getxattr` that answers undefined where getxattr(2) answers ENODATA. */
+export async function findxattr(ov: Overlay, creds: Creds, path: string, name: string, follow = true): Promise<Buffer | undefined> {
+  return findXattrValue(creds, await ov.inodeOf(await ov.resolve(path, creds, 'getxattr', follow)), name, path)
 }
 
 /** The value of xattr `name` of the inode `rec` (named `path` in errors) as `creds` may read it. */
 export function xattrValue(creds: Creds, rec: InodeRecord, name: string, path: string): Buffer {
+  const v = findXattrValue(creds, rec, name, path)
+  if (v === undefined) throw fsError('ENODATA', 'getxattr', path, `no xattr '${name}'`)
+  return v
+}
+
+/** `xattrValue`, undefined where it would fail with ENODATA (no such xattr, or one hidden from `creds`). */
+export function findXattrValue(creds: Creds, rec: InodeRecord, name: string, path: string): Buffer | undefined {
   checkXattrName(name, 'getxattr', path)
+  if (hiddenXattr(creds, rec, name)) return undefined
   checkXattrAccess(creds, rec, name, false, 'getxattr', path)
   const v = rec.xattrs?.[name]
-  if (v === undefined) throw fsError('ENODATA', 'getxattr', path, `no xattr '${name}'`)
-  return Buffer.from(v)
+  return v === undefined ? undefined : Buffer.from(v)
 }
 
 export async function listxattr(ov: Overlay, creds: Creds, path: string, follow = true): Promise<string[]> {
