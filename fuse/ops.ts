@@ -6,7 +6,7 @@ import type { CachePolicy } from './mount.js'
 import { OpenFiles } from './openfiles.js'
 import type { BackingDevice, PassthroughFiles } from './passthrough.js'
 import { opcodeOf, type Answered, type Opcode } from './opcodes.js'
-import { Framed, errnoOf, fail, toAttr, type Reply } from './replies.js'
+import { Failure, Framed, errnoOf, fail, toAttr, type Reply } from './replies.js'
 import { describeRequest } from './requests.js'
 import { RequestStats, STATS } from './stats.js'
 import { SessionHandlers } from './handlers/session.js'
@@ -102,6 +102,7 @@ export class FuseOps {
     this.dispatch(h, op, body, (decoded) => { req = decoded }).then(
       (out) => {
         this.stats?.answered(op!.name, taken)
+        if (out instanceof Failure) return this.send(reply(h.unique, out.errno))
         if (!(out instanceof Framed)) return this.send(reply(h.unique, 0, out))
         this.replies.sendOnPool(out.parts)
       },

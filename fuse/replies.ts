@@ -4,9 +4,10 @@ import { xattrSizeOut, type Attr } from './kernel.js'
 
 /**
  * What a handler answers: a reply body (in pieces for CREATE's entry + open), nothing (an empty
- * reply), or a READ's data already framed behind its header. Failures are thrown (`fail`).
+ * reply), a READ's data already framed behind its header, or an expected failure (`answer`).
+ * Other failures are thrown (`fail`).
  */
-export type Reply = Buffer | Buffer[] | Framed | undefined
+export type Reply = Buffer | Buffer[] | Framed | Failure | undefined
 
 /** A reply already laid out in pieces, header first (READ: the header, then views of the data). */
 export class Framed {
@@ -21,6 +22,19 @@ class Errno extends Error {
 }
 
 export const fail = (code: string): Error => new Errno(ERRNO[code] ?? ERRNO.EIO!)
+
+/**
+ * A failure that is an answer, returned rather than thrown: a missing name (LOOKUP) or xattr
+ * (GETXATTR), which tar, a compiler's include search or the kernel's ask for
+ * security.capability before each write meet by the thousand. A rejected promise costs
+ * microseconds at each async function it passes through (V8 reports every rejection that has no
+ * handler yet to Node, which tracks it until one is attached); a returned value costs nothing.
+ */
+export class Failure {
+  constructor(readonly errno: number) {}
+}
+
+export const answer = (code: string): Failure => new Failure(ERRNO[code] ?? ERRNO.EIO!)
 
 /** The errno a failed request is answered with; what is not the engine's own error is logged. */
 export function errnoOf(err: unknown): number {

@@ -1,7 +1,7 @@
 import type { SnapshotFs } from '../../engine/index.js'
 import { entryOut, type RequestHeader } from '../kernel.js'
 import type { FuseOps } from '../ops.js'
-import { codeOf } from '../replies.js'
+import { answer, type Failure } from '../replies.js'
 import type { LinkIn, LookupIn, MkdirIn, MknodIn, RenameIn, RmdirIn, SymlinkIn, UnlinkIn } from '../requests.js'
 
 /** renameat2's RENAME_EXCHANGE: both names stay, each now reaching the other's inode. */
@@ -11,17 +11,14 @@ const RENAME_EXCHANGE = 2
 export class EntryHandlers {
   constructor(private readonly ops: FuseOps) {}
 
-  async lookup(h: RequestHeader, r: LookupIn): Promise<Buffer> {
+  /** A missing name is answered, not thrown (see `answer`); where entries are cached it is a negative entry (nodeid 0). */
+  async lookup(h: RequestHeader, r: LookupIn): Promise<Buffer | Failure> {
     const path = this.ops.childOf(h.nodeid, r.name)
     const fs = await this.ops.fsFor(h)
-    try {
-      return await this.ops.entry(fs, h.nodeid, r.name, path, await fs.lstat(path))
-    } catch (err) {
-      // a missing name is worth remembering too: nodeid 0 is a negative entry
-      const { entryTimeout } = this.ops.cache
-      if (codeOf(err) === 'ENOENT' && entryTimeout > 0) return entryOut(0, null, entryTimeout, 0)
-      throw err
-    }
+    const [st] = await fs.lstatChildren(this.ops.pathOf(h.nodeid), [r.name])
+    if (st) return this.ops.entry(fs, h.nodeid, r.name, path, st)
+    const { entryTimeout } = this.ops.cache
+    return entryTimeout > 0 ? entryOut(0, null, entryTimeout, 0) : answer('ENOENT')
   }
 
   mknod(h: RequestHeader, r: MknodIn): Promise<Buffer> {

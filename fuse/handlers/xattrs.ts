@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
 import type { RequestHeader } from '../kernel.js'
 import type { FuseOps } from '../ops.js'
-import { codeOf, fail, sized } from '../replies.js'
+import { answer, sized, type Failure } from '../replies.js'
 import type { GetxattrIn, ListxattrIn, RemovexattrIn, SetxattrIn } from '../requests.js'
 
 /**
@@ -21,16 +21,13 @@ export class XattrHandlers {
    * before the first write to an open file and at each chown, and the open inode answers without
    * a walk of its path.
    */
-  async getxattr(h: RequestHeader, r: GetxattrIn): Promise<Buffer> {
-    try {
-      const path = this.ops.pathOf(h.nodeid)
-      const file = this.ops.openFiles.ofNode(h.nodeid)
-      const fs = await this.ops.fsFor(h)
-      return sized(file ? await file.getxattr(r.name, fs.creds) : await fs.getxattr(path, r.name, { follow: false }), r.size)
-    } catch (err) {
-      if (r.name === SELINUX_XATTR && !SELINUX_ACTIVE && codeOf(err) === 'ENODATA') throw fail('ENOTSUP')
-      throw err
-    }
+  async getxattr(h: RequestHeader, r: GetxattrIn): Promise<Buffer | Failure> {
+    const path = this.ops.pathOf(h.nodeid)
+    const file = this.ops.openFiles.ofNode(h.nodeid)
+    const fs = await this.ops.fsFor(h)
+    const value = file ? await file.findxattr(r.name, fs.creds) : await fs.findxattr(path, r.name, { follow: false })
+    if (value !== undefined) return sized(value, r.size)
+    return answer(r.name === SELINUX_XATTR && !SELINUX_ACTIVE ? 'ENOTSUP' : 'ENODATA')
   }
 
   async listxattr(h: RequestHeader, r: ListxattrIn): Promise<Buffer> {
