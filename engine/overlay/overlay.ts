@@ -158,11 +158,13 @@ export class Overlay {
    * walk to the directory and one search check, where a walk per name repeats both.
    */
   async resolveChildren(path: string, names: readonly string[], creds: Creds, syscall: string): Promise<Array<OvlNode | undefined>> {
+    // each name is looked up as a walk's last step: through the dir nodes walks keep
+    const generation = this.dcache?.generation ?? 0
     const dir = await this.resolve(path, creds, syscall)
     if (!isDirType(dir.type)) throw fsError('ENOTDIR', syscall, path)
     await this.checkDirSearch(dir, creds, syscall, path)
     const out: Array<OvlNode | undefined> = []
-    for (const name of names) out.push(await this.lookup(dir, name).catch((err: unknown) => { throw this.damagedAt(err, syscall, path) }))
+    for (const name of names) out.push(await this.walkStep(dir, name, generation).catch((err: unknown) => { throw this.damagedAt(err, syscall, path) }))
     return out
   }
 
