@@ -37,6 +37,9 @@ const linkKey = (parent: number, name: string): string => `${parent}/${name}`
  * The engine works on paths: a node's path is rebuilt from its parent chain, which keeps a
  * directory rename one update however many nodes lie below it.
  */
+/** The path of `name` in the directory at path `dir`. */
+export const pathIn = (dir: string, name: string): string => (dir === '/' ? `/${name}` : `${dir}/${name}`)
+
 export class NodeTable {
   private readonly nodes = new Map<number, Node>([[FUSE_ROOT_ID, { lookups: 1, links: [] }]])
   /** Which node each known name leads to: one name, one inode. */
@@ -163,15 +166,13 @@ export class NodeTable {
     const link = this.nodes.get(nodeid)?.links[0]
     if (!link) return null
     const parent = this.path(link.parent)
-    if (parent === null) return null
-    return parent === '/' ? `/${link.name}` : `${parent}/${link.name}`
+    return parent === null ? null : pathIn(parent, link.name)
   }
 
   /** The path of `name` in directory node `parent`. */
   childPath(parent: number, name: string): string | null {
     const p = this.path(parent)
-    if (p === null) return null
-    return p === '/' ? `/${name}` : `${p}/${name}`
+    return p === null ? null : pathIn(p, name)
   }
 
   /** The parent nodeid through which the kernel knows a directory (itself for the root). */

@@ -1,5 +1,6 @@
 import { FOPEN, openOut, packDirents, type DirEntryOut, type RequestHeader } from '../kernel.js'
 import type { FuseOps } from '../ops.js'
+import { pathIn } from '../nodes.js'
 import { fail, toAttr } from '../replies.js'
 import type { FsyncIn, OpenIn, ReaddirIn, ReleaseIn } from '../requests.js'
 
@@ -58,7 +59,7 @@ export class DirHandlers {
     for (const e of chosen) {
       const st = statOf.get(e.name) ?? null
       if (st === null) { withAttrs.push({ ...e, nodeid: 0, attr: null }); continue }
-      const path = dir.path === '/' ? `/${e.name}` : `${dir.path}/${e.name}`
+      const path = pathIn(dir.path, e.name)
       const split = await this.ops.splits(fs, path, st)
       withAttrs.push({ ...e, nodeid: this.ops.nodes.remember(dir.nodeid, e.name, st.ino, split), attr: toAttr(st) })
     }

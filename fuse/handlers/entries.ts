@@ -1,6 +1,7 @@
 import type { SnapshotFs } from '../../engine/index.js'
 import { entryOut, type RequestHeader } from '../kernel.js'
 import type { FuseOps } from '../ops.js'
+import { pathIn } from '../nodes.js'
 import { answer, type Failure } from '../replies.js'
 import type { LinkIn, LookupIn, MkdirIn, MknodIn, RenameIn, RmdirIn, SymlinkIn, UnlinkIn } from '../requests.js'
 
@@ -13,10 +14,10 @@ export class EntryHandlers {
 
   /** A missing name is answered, not thrown (see `answer`); where entries are cached it is a negative entry (nodeid 0). */
   async lookup(h: RequestHeader, r: LookupIn): Promise<Buffer | Failure> {
-    const path = this.ops.childOf(h.nodeid, r.name)
+    const dir = this.ops.pathOf(h.nodeid)
     const fs = await this.ops.fsFor(h)
-    const [st] = await fs.lstatChildren(this.ops.pathOf(h.nodeid), [r.name])
-    if (st) return this.ops.entry(fs, h.nodeid, r.name, path, st)
+    const [st] = await fs.lstatChildren(dir, [r.name])
+    if (st) return this.ops.entry(fs, h.nodeid, r.name, pathIn(dir, r.name), st)
     const { entryTimeout } = this.ops.cache
     return entryTimeout > 0 ? entryOut(0, null, entryTimeout, 0) : answer('ENOENT')
   }
